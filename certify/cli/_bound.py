@@ -2,4 +2,187 @@
 
 from __future__ import annotations
 
-from certify.cli._app import app  # noqa: F401
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from certify.bound import bound_input_from_dict, bound_result_to_dict, compute_bound
+from certify.cli._app import app, console, err_console, print_json
+from certify.errors import InvalidInputError
+
+BOUND_HELP = """Compute the token-level generalization bound from measured statistics.
+
+INPUT is a JSON file with [cyan]vocab_size[/cyan], [cyan]n_tokens[/cyan],
+[cyan]size_bytes[/cyan] (the artifact's exact size), optional
+[cyan]hyperparameter_configurations[/cyan] (1), [cyan]delta[/cyan] (0.05),
+[cyan]delta_split[/cyan] (0.5, share of delta for the complexity term),
+[cyan]sampling_method[/cyan] (bernstein | hoeffding | exhaustive), [cyan]heldout[/cyan]
+(false), and [cyan]metrics[/cyan]: a list of
+{"name": "bits", "alpha": 0.01, "sample_mean": 2.1, "sample_variance": 0.3, "samples": 10000}
+or {"name": "top_k_error", "k": 1, ...}. The risk.json written by
+[bold]certify evaluate[/bold] is a valid INPUT.
+
+With probability at least 1 - delta, every printed bound holds at once for the
+conditional next-token risk along the dataset (docs/MATH.md says exactly what is claimed).
+
+[bold]Examples[/bold]
+
+  certify bound stats.json
+
+  certify bound risk.json --artifact model.certz --json
+
+  certify bound stats.json -o bound.json
+"""
+
+
+def _read_input(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInputError(
+            f"{path} does not exist", hint="pass the JSON file with the measured statistics"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"cannot read {path}: {error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(
+            f"{path} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, fsync, then rename over it."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InvalidInputError(f"folder {directory} does not exist", field="--output")
+    handle, temp_name = tempfile.mkstemp(prefix=f"{path.name}.tmp-{os.getpid()}-", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _table(bound: dict[str, Any]) -> Table:
+    table = Table(title="Token-level risk bound", title_justify="left")
+    table.add_column("metric")
+    table.add_column("α / k", justify="right")
+    table.add_column("empirical", justify="right")
+    table.add_column("complexity", justify="right")
+    table.add_column("sampling", justify="right")
+    table.add_column("bound", justify="right", style="bold")
+    for metric in bound["metrics"]:
+        label = f"α={metric['alpha']:g}" if metric["name"] == "bits" else f"k={metric['k']}"
+        name = "bits/token" if metric["name"] == "bits" else "top-k error"
+        table.add_row(
+            name,
+            label,
+            _number(metric["sample_mean"]),
+            _number(metric["complexity_term"]),
+            _number(metric["sampling_term"]),
+            _number(metric["bound"]),
+        )
+    return table
+
+
+def _headline(bound: dict[str, Any]) -> str:
+    summary = bound["summary"]
+    confidence = f"probability ≥ {1 - bound['delta']:g}, {bound['statements']} statement(s) at once"
+    lines = []
+    if summary.get("bits_per_token_bound") is not None:
+        perplexity = summary.get("perplexity_bound")
+        perplexity_text = "overflows" if perplexity is None else f"{perplexity:.4g}"
+        vacuous = (
+            f"  [yellow](vacuous: uniform guessing scores "
+            f"{summary['uniform_bits_per_token']:.3f})[/yellow]"
+            if summary.get("vacuous")
+            else ""
+        )
+        lines.append(
+            f"[bold]bits per token ≤ {summary['bits_per_token_bound']:.4f}[/bold] "
+            f"(α={summary['alpha']:g}), perplexity ≤ {perplexity_text}{vacuous}"
+        )
+    for entry in summary.get("top_k", []):
+        mark = "  [yellow](vacuous)[/yellow]" if entry["vacuous"] else ""
+        lines.append(f"top-{entry['k']} error ≤ {entry['bound']:.4f}{mark}")
+    lines.append(
+        f"({confidence}; prior {bound['prior']['nats']:.6g} nats"
+        f"{', held-out data' if bound['heldout'] else ''})"
+    )
+    authors = (summary.get("comparison") or {}).get("authors_formula")
+    if authors and authors.get("bits_per_token_bound") is not None:
+        lines.append(
+            f"for comparison, the authors' formula gives {authors['bits_per_token_bound']:.4f} "
+            "bits per token on the same statistics"
+        )
+    return "\n".join(lines)
+
+
+@app.command("bound", help=BOUND_HELP)
+def bound_command(
+    input_path: Path = typer.Argument(
+        ..., metavar="INPUT.json", help="Measured statistics (or certify evaluate's risk.json)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the bound object as JSON."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Also write the bound object to this JSON file (atomically)."
+    ),
+    artifact: Path | None = typer.Option(
+        None,
+        "--artifact",
+        help="Take size_bytes from this file's real size (overrides the input's size_bytes).",
+    ),
+) -> None:
+    """Compute the bound (see BOUND_HELP)."""
+    data = _read_input(input_path)
+    size_note: dict[str, Any] | None = None
+    if artifact is not None:
+        try:
+            size_bytes = os.stat(artifact).st_size
+        except OSError as error:
+            raise InvalidInputError(
+                f"cannot read the artifact's size: {error.strerror}", field="--artifact"
+            ) from None
+        size_note = {
+            "artifact": str(artifact),
+            "size_bytes": size_bytes,
+            "input_size_bytes": data.get("size_bytes"),
+        }
+        data = {**data, "size_bytes": size_bytes}
+    result = compute_bound(bound_input_from_dict(data))
+    bound = bound_result_to_dict(result)
+    if size_note is not None:
+        bound["summary"]["size_bytes_from"] = size_note
+    if output is not None:
+        _write_atomically(output, json.dumps(bound, indent=2, allow_nan=False) + "\n")
+    if size_note is not None and not as_json:
+        replaced = size_note["input_size_bytes"]
+        previous = "" if replaced is None else f" (input said {replaced})"
+        err_console.print(
+            f"size_bytes = {size_note['size_bytes']} from {artifact}{previous}", soft_wrap=True
+        )
+    if as_json:
+        print_json(bound)
+        return
+    console.print(_table(bound))
+    console.print(_headline(bound), soft_wrap=True)
+    if output is not None:
+        err_console.print(f"wrote {output}", soft_wrap=True)

@@ -1,0 +1,807 @@
+"""certify.bound: hand-computed values, properties, coverage by simulation, parsing, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from certify.bound import (
+    authors_formula_bound,
+    bound_input_from_dict,
+    bound_input_from_result,
+    bound_result_from_dict,
+    bound_result_to_dict,
+    complexity_term,
+    compute_bound,
+    document_level_bound,
+    perplexity_bound,
+    prior_nats,
+    sampling_term,
+    smoothed_loss_range,
+)
+from certify.cli import run_cli
+from certify.errors import InvalidInputError
+from certify.records import BoundInput, MetricSample, RiskRecord, SamplingRecord, to_dict
+
+LN2 = math.log(2.0)
+FIXTURES = Path(__file__).parent / "fixtures" / "bound"
+
+
+def example_input(**overrides: Any) -> dict[str, Any]:
+    """A realistic INPUT.json: two bits metrics and one top-1 error."""
+    data: dict[str, Any] = {
+        "vocab_size": 32000,
+        "n_tokens": 5_000_000,
+        "size_bytes": 12_345,
+        "metrics": [
+            {
+                "name": "bits",
+                "alpha": 0.01,
+                "sample_mean": 3.2,
+                "sample_variance": 0.5,
+                "samples": 200,
+            },
+            {
+                "name": "bits",
+                "alpha": 0.1,
+                "sample_mean": 3.5,
+                "sample_variance": 0.4,
+                "samples": 200,
+            },
+            {
+                "name": "top_k_error",
+                "k": 1,
+                "sample_mean": 0.55,
+                "sample_variance": 0.01,
+                "samples": 200,
+            },
+        ],
+    }
+    data.update(overrides)
+    return data
+
+
+# --------------------------------------------------------------------------- hand-computed values
+
+
+def test_smoothed_loss_range_by_hand() -> None:
+    # α = 0.5, V = 2: a = −log2(1 − 0.5 + 0.5/2) = −log2(0.75) = 0.41503749927884376
+    #                 Δ = log2(1 + 0.5·2/0.5) = log2(3) = 1.584962500721156
+    loss_min, loss_range = smoothed_loss_range(0.5, 2)
+    assert loss_min == pytest.approx(0.41503749927884376, rel=1e-15)
+    assert loss_range == pytest.approx(1.584962500721156, rel=1e-15)
+    # the top of the range is −log2(α/V) = −log2(0.25) = 2
+    assert loss_min + loss_range == pytest.approx(2.0, rel=1e-15)
+    # α = 0.1, V = 10: a = −log2(0.91), Δ = log2(1 + 0.9·10/0.1) = log2(91); a + Δ = log2(100)
+    loss_min, loss_range = smoothed_loss_range(0.1, 10)
+    assert loss_min == pytest.approx(-math.log2(0.91), rel=1e-14)
+    assert loss_range == pytest.approx(math.log2(91.0), rel=1e-15)
+    assert loss_min + loss_range == pytest.approx(math.log2(100.0), rel=1e-15)
+
+
+def test_smoothed_loss_range_tiny_alpha_is_accurate() -> None:
+    # α = 1e-12, V = 32000: a = −log2(1 − α(1 − 1/V)) ≈ α(1 − 1/V)/ln 2 = 1.4426499...e-12.
+    # Naive −log2(1 − α + α/V) loses most digits here; log1p keeps them.
+    loss_min, loss_range = smoothed_loss_range(1e-12, 32000)
+    assert loss_min == pytest.approx(1e-12 * (1 - 1 / 32000) / LN2, rel=1e-9)
+    # Δ = log2(1 + (1 − 1e-12)·32000/1e-12) ≈ log2(3.2e16) = 54.828...
+    assert loss_range == pytest.approx(math.log2(3.2e16), rel=1e-12)
+
+
+def test_prior_nats_by_hand() -> None:
+    # B = 1, H = 1: 8·ln2 + ln(1·2) + ln 1 = 9·ln2 = 6.238324625039508
+    assert prior_nats(1) == pytest.approx(9 * LN2, rel=1e-15)
+    assert prior_nats(1) == pytest.approx(6.238324625039508, rel=1e-15)
+    # B = 1000, H = 4: 8000·ln2 + ln(1000·1001) + ln 4
+    #   = 5545.177444479562 + 13.816510558... + 1.386294361... = 5560.380249...
+    expected = 8000 * LN2 + math.log(1000 * 1001) + math.log(4)
+    assert prior_nats(1000, 4) == pytest.approx(expected, rel=1e-15)
+    assert prior_nats(1000, 4) == pytest.approx(5560.380249, rel=1e-9)
+    # held-out: only ln H = ln 4 = 1.3862943611198906
+    assert prior_nats(1000, 4, heldout=True) == pytest.approx(1.3862943611198906, rel=1e-15)
+    assert prior_nats(1000, 1, heldout=True) == 0.0
+
+
+def test_complexity_term_by_hand() -> None:
+    # Δ = 2, ln 1/P = ln 10, n = 50, K = 2, δ_c = 0.2:
+    # 2·sqrt((ln 10 + ln(2/0.2)) / 100) = 2·sqrt(2·2.302585/100) = 2·0.2145966 = 0.42919320525786947
+    assert complexity_term(2.0, math.log(10), 50, 2, 0.2) == pytest.approx(
+        0.42919320525786947, rel=1e-14
+    )
+
+
+def test_sampling_term_by_hand() -> None:
+    # Hoeffding, Δ = 1, s = 200, K = 4, δ_s = 0.04: d = 0.01,
+    # sqrt(ln(100) / 400) = sqrt(4.605170/400) = 0.10729830131446737
+    assert sampling_term("hoeffding", 1.0, 0.3, 200, 4, 0.04) == pytest.approx(
+        0.10729830131446737, rel=1e-14
+    )
+    # Bernstein, Δ = 3, v = 0.5, s = 101, K = 2, δ_s = 0.04: d = 0.02, ln(2/d) = ln 100
+    # sqrt(2·0.5·4.605170/101) + 7·3·4.605170/(3·100) = 0.2135326 + 0.3223619 = 0.5358935135276712
+    assert sampling_term("bernstein", 3.0, 0.5, 101, 2, 0.04) == pytest.approx(
+        0.5358935135276712, rel=1e-14
+    )
+    assert sampling_term("exhaustive", 3.0, 0.5, 1, 2, 0.04) == 0.0
+
+
+def test_perplexity_bound_by_hand() -> None:
+    assert perplexity_bound(3.0) == 8.0
+    assert perplexity_bound(0.5) == pytest.approx(math.sqrt(2.0), rel=1e-15)
+    assert perplexity_bound(5000.0) == math.inf
+
+
+def test_document_level_bound_by_hand() -> None:
+    # R̂ = 1, Δ = 2, ln 1/P = 10, m = 1000, δ = 0.05:
+    # 1 + 2·sqrt((10 + ln 20)/2000) = 1 + 2·sqrt(0.00649787) = 1 + 2·0.08060934 = 1.16121869
+    assert document_level_bound(1.0, 2.0, 10.0, 1000, 0.05) == pytest.approx(
+        1 + 2 * math.sqrt((10 + math.log(20)) / 2000), rel=1e-15
+    )
+    assert document_level_bound(1.0, 2.0, 10.0, 1000, 0.05) == pytest.approx(1.16121869, rel=1e-8)
+
+
+def _authors_llm_subsampling_bound(
+    train_error: float,
+    div: float,
+    data_size: int,
+    sample_size: int,
+    delta: float = 1.0,
+    epsilon: float = 0.05,
+) -> float:
+    """Transcription of ``llm_subsampling_bound`` in the authors' repository.
+
+    github.com/YilunKuang/token-bounds-for-llms, token_sublora/bounds/compute_bounds.py
+    (commit 7c38b791f8ef9fe4f426b6a34e6f5e84d0a0c3d2); there ``delta`` is the loss range Δ
+    and ``epsilon`` the failure probability. ``div`` is built in
+    token_sublora/sublora_pipeline.py (get_bounds) as
+    (prefix_message_len + misc_extra_bits)·ln 2, prefix_message_len = C + 2·log2 C.
+    """
+    r = sample_size / (sample_size + data_size)
+    complexity = np.sqrt((div - np.log(r * epsilon)) / (2 * data_size)) + np.sqrt(
+        -np.log((1 - r) * epsilon) / (2 * sample_size)
+    )
+    return float(train_error + delta * complexity)
+
+
+def test_authors_formula_reproduces_their_code() -> None:
+    # Worked example through the authors' own arithmetic: a 1000-byte file (C = 8000 bits),
+    # misc_extra_bits = 2 (their README command) + 8 (their loop adds len(alpha_array) = 8
+    # before the first bits bound), n = 10^6 tokens, s = 10^4 samples, α = 0.01, V = 32000.
+    size_bits = 8000.0
+    prefix_message_len = size_bits + 2 * np.log2(size_bits)  # 8025.931568569325
+    divergence = (prefix_message_len + 10.0) * np.log(2)  # 5570.0833099264855 nats
+    loss_range = float(np.log2(1 + (1 - 0.01) * 32000 / 0.01))  # 21.595141360137788
+    theirs = _authors_llm_subsampling_bound(3.0, divergence, 10**6, 10**4, delta=loss_range)
+    ours = authors_formula_bound(3.0, loss_range, 1000, 10**6, 10**4, 0.05, extra_bits=10.0)
+    assert ours == pytest.approx(theirs, rel=1e-14)
+    # r = 10^4/(1.01·10^6) = 0.00990099;
+    # sqrt((5570.0833 − ln(0.00990099·0.05))/2·10^6) = sqrt(5577.694/2e6) = 0.0528096
+    # sqrt(−ln(0.990099·0.05)/2·10^4) = sqrt(3.005677/2e4) = 0.0122590
+    # 3 + 21.595141·(0.0528096 + 0.0122590) = 3 + 21.595141·0.0650686 = 4.405165154870248
+    assert ours == pytest.approx(4.405165154870248, rel=1e-13)
+
+
+# --------------------------------------------------------------------------- compute_bound
+
+
+def test_compute_bound_combines_terms() -> None:
+    result = compute_bound(bound_input_from_dict(example_input()))
+    assert result.statements == 3
+    assert result.delta_c == pytest.approx(0.025) and result.delta_s == pytest.approx(0.025)
+    assert result.delta_c + result.delta_s == 0.05
+    nats = prior_nats(12_345)
+    assert result.prior.nats == nats
+    for metric in result.metrics:
+        assert metric.complexity_term == complexity_term(
+            metric.loss_range, nats, 5_000_000, 3, 0.025
+        )
+        assert metric.sampling_term == sampling_term(
+            "bernstein", metric.loss_range, metric.sample_variance, 200, 3, 0.025
+        )
+        assert metric.bound == metric.sample_mean + metric.sampling_term + metric.complexity_term
+    bits = [metric for metric in result.metrics if metric.name == "bits"]
+    best = min(bits, key=lambda metric: metric.bound)
+    assert result.summary["bits_per_token_bound"] == best.bound
+    assert result.summary["alpha"] == best.alpha
+    assert result.summary["perplexity_bound"] == pytest.approx(2.0**best.bound, rel=1e-15)
+    assert result.summary["vacuous"] is (best.bound >= math.log2(32000))
+    (top1,) = result.summary["top_k"]
+    assert top1["k"] == 1 and top1["bound"] == result.metrics[2].bound
+    authors = result.summary["comparison"]["authors_formula"]
+    # their formula gets the same union over K = 3 statements, as log2 3 extra bits
+    assert authors["extra_bits"] == pytest.approx(math.log2(3))
+    theirs = [
+        authors_formula_bound(
+            m.sample_mean, m.loss_range, 12_345, 5_000_000, 200, 0.05, math.log2(3)
+        )
+        for m in result.metrics
+    ]
+    assert [entry["bound"] for entry in authors["metrics"]] == pytest.approx(theirs, rel=1e-15)
+    assert authors["bits_per_token_bound"] == min(theirs[:2])
+
+
+def test_exhaustive_gives_all_delta_to_complexity() -> None:
+    data = example_input(sampling_method="exhaustive", delta_split=1.0)
+    for metric in data["metrics"]:
+        metric["samples"] = 1
+    result = compute_bound(bound_input_from_dict(data))
+    assert result.delta_c == 0.05 and result.delta_s == 0.0
+    for metric in result.metrics:
+        assert metric.sampling_term == 0.0
+        assert metric.complexity_term == complexity_term(
+            metric.loss_range, result.prior.nats, 5_000_000, 3, 0.05
+        )
+    assert result.summary["comparison"]["authors_formula"] is None
+
+
+def test_hoeffding_and_heldout_input() -> None:
+    data = example_input(sampling_method="hoeffding", heldout=True, hyperparameter_configurations=6)
+    result = compute_bound(bound_input_from_dict(data))
+    assert result.prior.nats == pytest.approx(math.log(6), rel=1e-15)
+    first = result.metrics[0]
+    assert first.sampling_term == pytest.approx(
+        first.loss_range * math.sqrt(math.log(3 / 0.025) / 400), rel=1e-14
+    )
+
+
+def test_vacuous_flags() -> None:
+    data = example_input(n_tokens=1000, size_bytes=10**7)
+    result = compute_bound(bound_input_from_dict(data))
+    assert result.summary["vacuous"] is True
+    assert result.summary["top_k"][0]["vacuous"] is True
+    assert result.summary["perplexity_bound"] is None  # 2**bound overflows float64
+    json.dumps(bound_result_to_dict(result), allow_nan=False)
+
+
+def test_summary_without_bits_metrics() -> None:
+    data = example_input()
+    data["metrics"] = data["metrics"][2:]
+    result = compute_bound(bound_input_from_dict(data))
+    assert result.summary["bits_per_token_bound"] is None
+    assert result.summary["top_k"][0]["bound"] == result.metrics[0].bound
+
+
+def test_result_round_trips_through_json() -> None:
+    result = compute_bound(bound_input_from_dict(example_input()))
+    as_dict = bound_result_to_dict(result)
+    assert bound_result_from_dict(json.loads(json.dumps(as_dict))) == result
+    assert "k" not in as_dict["metrics"][0] and as_dict["metrics"][0]["alpha"] == 0.01
+    assert "alpha" not in as_dict["metrics"][2] and as_dict["metrics"][2]["k"] == 1
+    for key in ("statements", "delta_c", "delta_s", "summary", "sampling_method", "heldout"):
+        assert key in as_dict
+    assert set(as_dict["prior"]) == {"size_bytes", "hyperparameter_configurations", "nats"}
+
+
+def test_recompute_from_result() -> None:
+    result = compute_bound(bound_input_from_dict(example_input(delta=0.01, delta_split=0.3)))
+    again = compute_bound(bound_input_from_result(result))
+    for before, after in zip(result.metrics, again.metrics, strict=True):
+        assert after.bound == pytest.approx(before.bound, rel=1e-12)
+
+
+def test_golden_bound_object() -> None:
+    """The bound object for a fixed input stays what tests/fixtures/bound/ recorded."""
+    data = json.loads((FIXTURES / "input.json").read_text())
+    expected = json.loads((FIXTURES / "bound.json").read_text())
+    got = bound_result_to_dict(compute_bound(bound_input_from_dict(data)))
+    assert _close(got, expected), json.dumps(got, indent=2)
+
+
+def _close(got: Any, expected: Any) -> bool:
+    if isinstance(expected, dict):
+        return got.keys() == expected.keys() and all(_close(got[k], expected[k]) for k in expected)
+    if isinstance(expected, list):
+        return len(got) == len(expected) and all(map(_close, got, expected))
+    if isinstance(expected, float) and not isinstance(got, bool):
+        return bool(got == pytest.approx(expected, rel=1e-12))
+    return bool(got == expected)
+
+
+def test_reads_risk_json_shape() -> None:
+    risk = RiskRecord(
+        vocab_size=32000,
+        n_tokens=10**6,
+        chunk_tokens=1024,
+        context_tokens=128,
+        sampling=SamplingRecord("length_proportional_with_replacement", 64, 0),
+        metrics=(
+            MetricSample("bits", 4.0, 0.2, 64, alpha=0.01),
+            MetricSample("top_k_error", 0.6, 0.01, 64, k=5),
+        ),
+        device="cpu",
+        dtype="float32",
+        tokens_scored=65536,
+        seconds=1.5,
+    )
+    data = {**to_dict(risk), "size_bytes": 4096, "kind": "risk", "certify_version": "0.1.0"}
+    parsed = bound_input_from_dict(data)
+    assert parsed.metrics == risk.metrics
+    assert parsed.size_bytes == 4096
+    assert parsed.sampling_method == "bernstein"
+    # an exhaustive evaluation defaults to the exhaustive bound ...
+    exhaustive = {**data, "sampling": {"method": "exhaustive", "samples": 977, "seed": 0}}
+    assert bound_input_from_dict(exhaustive).sampling_method == "exhaustive"
+    assert bound_input_from_dict(
+        {**exhaustive, "sampling_method": "hoeffding"}
+    ).sampling_method == ("hoeffding")
+    # ... but sampled statistics may not claim to be exhaustive (that drops a needed term)
+    with pytest.raises(InvalidInputError) as raised:
+        bound_input_from_dict({**data, "sampling_method": "exhaustive"})
+    assert raised.value.field == "sampling_method"
+
+
+# --------------------------------------------------------------------------- properties
+
+sizes = st.integers(min_value=1, max_value=10**10)
+token_counts = st.integers(min_value=1, max_value=10**13)
+deltas = st.floats(min_value=1e-9, max_value=0.99)
+ranges = st.floats(min_value=1e-3, max_value=60.0)
+statement_counts = st.integers(min_value=1, max_value=100)
+
+
+@given(ranges, sizes, token_counts, statement_counts, deltas)
+def test_complexity_term_falls_with_n_and_delta_rises_with_size(
+    loss_range: float, size: int, n: int, statements: int, delta: float
+) -> None:
+    nats = prior_nats(size)
+    term = complexity_term(loss_range, nats, n, statements, delta)
+    assert complexity_term(loss_range, nats, n + 1 + n // 3, statements, delta) < term
+    assert complexity_term(loss_range, nats, n, statements, min(0.999, delta * 1.5)) < term
+    assert complexity_term(loss_range, prior_nats(size + 1), n, statements, delta) > term
+    assert complexity_term(loss_range, nats, n, statements + 1, delta) > term
+    assert prior_nats(size, heldout=True) < nats
+
+
+@given(
+    st.sampled_from(["hoeffding", "bernstein"]),
+    ranges,
+    st.floats(min_value=0.0, max_value=100.0),
+    st.integers(min_value=2, max_value=10**7),
+    statement_counts,
+    deltas,
+)
+def test_sampling_term_falls_with_s_and_delta(
+    method: str, loss_range: float, variance: float, samples: int, statements: int, delta: float
+) -> None:
+    term = sampling_term(method, loss_range, variance, samples, statements, delta)  # type: ignore[arg-type]
+    more = sampling_term(method, loss_range, variance, samples + 1, statements, delta)  # type: ignore[arg-type]
+    surer = sampling_term(method, loss_range, variance, samples, statements, min(0.999, delta * 2))  # type: ignore[arg-type]
+    assert 0.0 < more < term
+    assert surer < term
+
+
+@st.composite
+def bound_inputs(draw: st.DrawFn) -> BoundInput:
+    vocab_size = draw(st.integers(min_value=2, max_value=200_000))
+    alphas = draw(
+        st.lists(st.floats(min_value=1e-6, max_value=0.9), min_size=1, max_size=5, unique=True)
+    )
+    metrics = []
+    for alpha in alphas:
+        loss_min, loss_range = smoothed_loss_range(alpha, vocab_size)
+        share = draw(st.floats(min_value=0.0, max_value=1.0))
+        mean = min(loss_min + share * loss_range, loss_min + loss_range)
+        spread = draw(st.floats(min_value=0.0, max_value=1.0))
+        variance = spread * (mean - loss_min) * (loss_min + loss_range - mean)
+        metrics.append(MetricSample("bits", mean, variance, draw(st.integers(2, 10**5)), alpha))
+    return BoundInput(
+        vocab_size=vocab_size,
+        n_tokens=draw(token_counts),
+        size_bytes=draw(sizes),
+        metrics=tuple(metrics),
+        hyperparameter_configurations=draw(st.integers(1, 1000)),
+        delta=draw(st.floats(min_value=1e-6, max_value=0.5)),
+        delta_split=draw(st.floats(min_value=0.05, max_value=0.95)),
+        sampling_method=draw(st.sampled_from(["bernstein", "hoeffding", "exhaustive"])),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(bound_inputs())
+def test_headline_is_min_over_alpha_and_heldout_is_smaller(bound_input: BoundInput) -> None:
+    result = compute_bound(bound_input)
+    assert result.summary["bits_per_token_bound"] == min(metric.bound for metric in result.metrics)
+    heldout = compute_bound(dataclasses.replace(bound_input, heldout=True))
+    for ours, held in zip(result.metrics, heldout.metrics, strict=True):
+        assert held.bound <= ours.bound
+    bigger = compute_bound(dataclasses.replace(bound_input, size_bytes=bound_input.size_bytes * 2))
+    more_data = compute_bound(dataclasses.replace(bound_input, n_tokens=bound_input.n_tokens * 2))
+    surer = compute_bound(dataclasses.replace(bound_input, delta=bound_input.delta * 1.5))
+    for base, big, more, sure in zip(
+        result.metrics, bigger.metrics, more_data.metrics, surer.metrics, strict=True
+    ):
+        assert big.bound > base.bound
+        assert more.bound < base.bound
+        assert sure.bound < base.bound
+
+
+# --------------------------------------------------------------------------- coverage simulations
+
+
+def binomial_upper_limit(trials: int, probability: float, tail: float) -> int:
+    """Smallest q with P(Binomial(trials, probability) > q) ≤ tail (exact sum in log space)."""
+    log_p, log_q = math.log(probability), math.log1p(-probability)
+    terms = [
+        math.lgamma(trials + 1)
+        - math.lgamma(x + 1)
+        - math.lgamma(trials - x + 1)
+        + x * log_p
+        + (trials - x) * log_q
+        for x in range(trials + 1)
+    ]
+    upper_tail = 0.0
+    for x in range(trials, -1, -1):
+        if upper_tail + math.exp(terms[x]) > tail:
+            return x
+        upper_tail += math.exp(terms[x])
+    return 0
+
+
+# A test that flags a rate only when failures exceed the 1 − 1e-6 quantile of
+# Binomial(reps, δ) wrongly fails a correct bound with probability ≤ 1e-6 (the margin).
+MARGIN_TAIL = 1e-6
+
+
+def test_binomial_upper_limit_by_hand() -> None:
+    # Binomial(10, 0.5): P(X > 8) = P(9) + P(10) = (10 + 1)/1024 = 0.0107 > 0.01 and
+    # P(X > 9) = 1/1024 ≤ 0.01, so the limit at tail 0.01 is 9.
+    assert binomial_upper_limit(10, 0.5, 0.01) == 9
+
+
+def _markov_source_failures(term_scale: float) -> tuple[int, int]:
+    """Failures of the complexity term over a prior-weighted family on a Markov source.
+
+    The source is a 3-state Markov chain with transition matrix T (known), so the
+    conditional risk E[l(X_i) | x_<i] = Σ_y T[x_{i−1}, y]·l(x_{i−1}, y) is exact. The
+    family: M = 16 predictors (T itself and 15 random transition matrices) with prior
+    P_j ∝ 2^−j; losses: α-smoothed bits (α = 0.1) and top-1 error, K = 2 statements.
+    A repetition fails if any statement of any predictor has R > R̂ + term·term_scale, so
+    the check also covers a predictor picked after seeing the data (e.g. the best one).
+    """
+    rng = np.random.default_rng(20240726)
+    states, reps, n_tokens, delta = 3, 4000, 300, 0.05
+    transition = np.array([[0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.45, 0.1, 0.45]])
+    predictors = rng.dirichlet(np.full(states, 2.0), size=(16, states))
+    predictors[0] = transition
+    prior = 0.5 ** np.arange(1, 17)
+    prior /= prior.sum()
+    alpha = 0.1
+    loss_min, loss_range = smoothed_loss_range(alpha, states)
+    bits = -np.log2((1 - alpha) * predictors + alpha / states)  # [j, previous, next]
+    top1 = (predictors.argmax(-1)[..., None] != np.arange(states)).astype(float)
+    # Simulate all repetitions at once; only transition counts matter for both risks.
+    state = np.zeros(reps, dtype=np.int64)
+    counts = np.zeros((reps, states, states))
+    cumulative = transition.cumsum(1)
+    for _ in range(n_tokens):
+        following = (rng.random(reps)[:, None] > cumulative[state]).sum(1)
+        np.add.at(counts, (np.arange(reps), state, following), 1.0)
+        state = following
+    context_counts = counts.sum(2)
+    failed = np.zeros(reps, dtype=bool)
+    for loss, (low, width) in ((bits, (loss_min, loss_range)), (top1, (0.0, 1.0))):
+        assert loss.min() >= low - 1e-12 and loss.max() <= low + width + 1e-12
+        empirical = np.einsum("rpq,jpq->rj", counts, loss) / n_tokens
+        conditional = np.einsum("rp,jp->rj", context_counts, (transition[None] * loss).sum(-1))
+        conditional /= n_tokens
+        terms = np.array([complexity_term(width, -math.log(p), n_tokens, 2, delta) for p in prior])
+        failed |= (conditional > empirical + term_scale * terms).any(1)
+    return int(failed.sum()), reps
+
+
+def test_complexity_term_coverage_on_markov_source() -> None:
+    failures, reps = _markov_source_failures(term_scale=1.0)
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures <= limit, f"{failures}/{reps} failures, allowed {limit} at δ = 0.05"
+
+
+def test_too_small_complexity_term_is_caught() -> None:
+    failures, reps = _markov_source_failures(term_scale=0.25)
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures > limit, f"a quarter of the term failed only {failures}/{reps} times"
+
+
+def _chunk_population() -> tuple[np.ndarray, np.ndarray, float, float]:
+    """5000 chunks of 1..1024 tokens; chunk means in [0.5, 10.5], skewed with rare high ones."""
+    rng = np.random.default_rng(7)
+    count, loss_min, loss_range = 5000, 0.5, 10.0
+    lengths = rng.integers(1, 1025, size=count).astype(float)
+    rare = rng.random(count) < 0.02
+    shares = np.where(rare, rng.uniform(0.8, 1.0, count), rng.beta(2.0, 20.0, count))
+    return lengths, loss_min + loss_range * shares, loss_min, loss_range
+
+
+def _sampling_failures(method: str, samples: int, wrong: bool) -> tuple[int, int]:
+    """Failures of R̂ ≤ Ȳ + term over repeated length-proportional samples of chunks."""
+    lengths, means, _, loss_range = _chunk_population()
+    full_risk = float((lengths * means).sum() / lengths.sum())  # token-weighted R̂
+    rng = np.random.default_rng(11)
+    reps, delta = 10000, 0.05
+    drawn = means[rng.choice(means.size, size=(reps, samples), p=lengths / lengths.sum())]
+    sample_mean = drawn.mean(1)
+    variance = drawn.var(1, ddof=1)
+    if wrong:  # Bernstein's variance term alone, without its range term: too small
+        terms = np.sqrt(2 * variance * math.log(1 / delta) / samples)
+    else:
+        terms = np.array(
+            [sampling_term(method, loss_range, v, samples, 1, delta) for v in variance]  # type: ignore[arg-type]
+        )
+    return int((full_risk > sample_mean + terms).sum()), reps
+
+
+@pytest.mark.parametrize(
+    ("method", "samples"), [("hoeffding", 30), ("bernstein", 30), ("bernstein", 400)]
+)
+def test_sampling_term_coverage(method: str, samples: int) -> None:
+    failures, reps = _sampling_failures(method, samples, wrong=False)
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures <= limit, f"{failures}/{reps} failures, allowed {limit} at δ = 0.05"
+
+
+def test_sampling_term_without_range_term_is_caught() -> None:
+    failures, reps = _sampling_failures("bernstein", 30, wrong=True)
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures > limit, f"the variance-only term failed only {failures}/{reps} times"
+
+
+def test_hoeffding_sampling_term_on_two_point_chunks() -> None:
+    # Worst case for Hoeffding: chunk means at the ends of the range with probability 1/2.
+    rng = np.random.default_rng(3)
+    reps, samples, delta = 20000, 50, 0.05
+    drawn = rng.integers(0, 2, size=(reps, samples)).astype(float)
+    term = sampling_term("hoeffding", 1.0, 0.25, samples, 1, delta)
+    failures = int((drawn.mean(1) + term < 0.5).sum())
+    assert failures <= binomial_upper_limit(reps, delta, MARGIN_TAIL)
+    # a third of the Hoeffding term is far too small here and must be caught
+    assert int((drawn.mean(1) + term / 3 < 0.5).sum()) > binomial_upper_limit(
+        reps, delta, MARGIN_TAIL
+    )
+
+
+# --------------------------------------------------------------------------- invalid input
+
+
+def _metric(index: int, **changes: Any) -> Any:
+    def mutate(data: dict[str, Any]) -> None:
+        data["metrics"][index].update(changes)
+
+    return mutate
+
+
+def _top(**changes: Any) -> Any:
+    def mutate(data: dict[str, Any]) -> None:
+        data.update(changes)
+
+    return mutate
+
+
+def _duplicate(index: int) -> Any:
+    def mutate(data: dict[str, Any]) -> None:
+        data["metrics"].append(dict(data["metrics"][index]))
+
+    return mutate
+
+
+INVALID_CASES = [
+    (_top(delta=0.0), "delta"),
+    (_top(delta=1.0), "delta"),
+    (_top(delta=-0.1), "delta"),
+    (_top(delta=float("nan")), "delta"),
+    (_top(delta="0.05"), "delta"),
+    (_top(delta_split=0.0), "delta_split"),
+    (_top(delta_split=1.0), "delta_split"),
+    (_top(n_tokens=0), "n_tokens"),
+    (_top(n_tokens=float("inf")), "n_tokens"),
+    (_top(n_tokens=2.5), "n_tokens"),
+    (_top(n_tokens=True), "n_tokens"),
+    (_top(vocab_size=1), "vocab_size"),
+    (_top(size_bytes=0), "size_bytes"),
+    (_top(hyperparameter_configurations=0), "hyperparameter_configurations"),
+    (_top(sampling_method="bootstrap"), "sampling_method"),
+    (_top(heldout="yes"), "heldout"),
+    (_top(metrics=[]), "metrics"),
+    (_top(metrics={"name": "bits"}), "metrics"),
+    (_metric(0, samples=1), "metrics[0].samples"),
+    (_metric(0, alpha=0.0), "metrics[0].alpha"),
+    (_metric(0, alpha=1.0), "metrics[0].alpha"),
+    (_metric(0, alpha=None), "metrics[0].alpha"),
+    (_metric(0, k=3), "metrics[0].k"),
+    (_metric(1, sample_mean=0.0), "metrics[1].sample_mean"),
+    (_metric(1, sample_mean=100.0), "metrics[1].sample_mean"),
+    (_metric(1, sample_mean=float("nan")), "metrics[1].sample_mean"),
+    (_metric(1, sample_variance=-1e-9), "metrics[1].sample_variance"),
+    (_metric(1, sample_variance=float("inf")), "metrics[1].sample_variance"),
+    (_metric(1, sample_variance=1e6), "metrics[1].sample_variance"),
+    (_metric(2, sample_mean=1.5), "metrics[2].sample_mean"),
+    (_metric(2, k=0), "metrics[2].k"),
+    (_metric(2, k=32000), "metrics[2].k"),
+    (_metric(2, alpha=0.1), "metrics[2].alpha"),
+    (_metric(2, name="accuracy"), "metrics[2].name"),
+    (_duplicate(1), "metrics[3].alpha"),
+    (_duplicate(2), "metrics[3].k"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), INVALID_CASES)
+def test_invalid_input_names_the_field(mutate: Any, field: str) -> None:
+    data = json.loads(json.dumps(example_input()))
+    mutate(data)
+    with pytest.raises(InvalidInputError) as raised:
+        bound_input_from_dict(data)
+    assert raised.value.field == field
+    assert str(raised.value).startswith(field)
+    assert "\n" not in str(raised.value)
+
+
+def test_hoeffding_accepts_one_sample_bernstein_does_not() -> None:
+    data = example_input(sampling_method="hoeffding")
+    for metric in data["metrics"]:
+        metric["samples"] = 1
+        metric["sample_variance"] = 0.0
+    assert compute_bound(bound_input_from_dict(data)).metrics[0].samples == 1
+    data["metrics"][0]["samples"] = 0
+    with pytest.raises(InvalidInputError, match=r"metrics\[0\]\.samples"):
+        bound_input_from_dict(data)
+
+
+def test_exhaustive_ignores_delta_split_and_variance() -> None:
+    data = example_input(sampling_method="exhaustive", delta_split=7.0)
+    data["metrics"][1]["sample_variance"] = 1e6  # unused without sampling
+    assert compute_bound(bound_input_from_dict(data)).delta_c == 0.05
+
+
+def test_unknown_and_missing_keys() -> None:
+    with pytest.raises(InvalidInputError, match="'deltta'"):
+        bound_input_from_dict(example_input(deltta=0.1))
+    data = example_input()
+    data["metrics"][0]["mean"] = 3.0
+    with pytest.raises(InvalidInputError, match=r"metrics\[0\].*'mean'"):
+        bound_input_from_dict(data)
+    data = example_input()
+    del data["size_bytes"]
+    with pytest.raises(InvalidInputError, match="--artifact") as raised:
+        bound_input_from_dict(data)
+    assert raised.value.field == "size_bytes"
+    data = example_input()
+    del data["metrics"][0]["sample_variance"]
+    with pytest.raises(InvalidInputError) as raised:
+        bound_input_from_dict(data)
+    assert raised.value.field == "metrics[0].sample_variance"
+    with pytest.raises(InvalidInputError):
+        bound_input_from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_informational_keys_are_ignored() -> None:
+    extra = {"chunk_tokens": 1024, "context_tokens": 0, "device": "cpu", "seconds": 1.0}
+    assert bound_input_from_dict(example_input(**extra)) == bound_input_from_dict(example_input())
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: smoothed_loss_range(0.0, 100), "alpha"),
+        (lambda: smoothed_loss_range(0.5, 1), "vocab_size"),
+        (lambda: prior_nats(0), "size_bytes"),
+        (lambda: prior_nats(10, 0), "hyperparameter_configurations"),
+        (lambda: complexity_term(1.0, 10.0, 0, 1, 0.05), "n_tokens"),
+        (lambda: complexity_term(1.0, 10.0, 10, 1, 1.0), "delta_c"),
+        (lambda: complexity_term(1.0, float("nan"), 10, 1, 0.5), "prior_nats"),
+        (lambda: complexity_term(-1.0, 10.0, 10, 1, 0.5), "loss_range"),
+        (lambda: sampling_term("bernstein", 1.0, 0.1, 1, 1, 0.05), "samples"),
+        (lambda: sampling_term("hoeffding", 1.0, 0.1, 0, 1, 0.05), "samples"),
+        (lambda: sampling_term("bernstein", 1.0, -0.1, 10, 1, 0.05), "sample_variance"),
+        (lambda: sampling_term("bernstein", 1.0, 0.1, 10, 1, 0.0), "delta_s"),
+        (lambda: sampling_term("magic", 1.0, 0.1, 10, 1, 0.05), "sampling_method"),  # type: ignore[arg-type]
+        (lambda: perplexity_bound(float("nan")), "bits_bound"),
+        (lambda: authors_formula_bound(1.0, 1.0, 10, 10, 10, 1.5), "delta"),
+    ],
+)
+def test_formula_functions_reject_bad_values(call: Any, field: str) -> None:
+    with pytest.raises(InvalidInputError) as raised:
+        call()
+    assert raised.value.field == field
+
+
+def test_bound_result_from_dict_rejects_malformed() -> None:
+    good = bound_result_to_dict(compute_bound(bound_input_from_dict(example_input())))
+    broken = json.loads(json.dumps(good))
+    del broken["metrics"][0]["bound"]
+    with pytest.raises(InvalidInputError, match=r"bound\.metrics\[0\]\.bound"):
+        bound_result_from_dict(broken)
+    broken = json.loads(json.dumps(good))
+    broken["extra"] = 1
+    with pytest.raises(InvalidInputError, match="'extra'"):
+        bound_result_from_dict(broken)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _write(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _write(tmp_path / "in.json", example_input())
+    assert run_cli(["bound", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "bits per token ≤" in out and "top-1 error ≤" in out
+    assert "complexity" in out and "sampling" in out and "α=0.01" in out
+
+
+def test_cli_json_and_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _write(tmp_path / "in.json", example_input())
+    target = tmp_path / "bound.json"
+    assert run_cli(["bound", str(source), "--json", "-o", str(target)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(target.read_text()) == printed
+    expected = bound_result_to_dict(compute_bound(bound_input_from_dict(example_input())))
+    assert printed == json.loads(json.dumps(expected))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bound.json", "in.json"]
+
+
+def test_cli_artifact_sets_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = example_input()
+    del data["size_bytes"]
+    source = _write(tmp_path / "risk.json", data)
+    artifact = tmp_path / "model.certz"
+    artifact.write_bytes(b"\x00" * 777)
+    assert run_cli(["bound", str(source), "--artifact", str(artifact), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["prior"]["size_bytes"] == 777
+    assert printed["prior"]["nats"] == prior_nats(777)
+    assert printed["summary"]["size_bytes_from"] == {
+        "artifact": str(artifact),
+        "size_bytes": 777,
+        "input_size_bytes": None,
+    }
+    # it overrides a size_bytes given in the input, and says so on stderr
+    source = _write(tmp_path / "in.json", example_input(size_bytes=5))
+    assert run_cli(["bound", str(source), "--artifact", str(artifact)]) == 0
+    captured = capsys.readouterr()
+    assert "777" in captured.err and "input said 5" in captured.err
+
+
+def test_cli_bad_json_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in.json"
+    source.write_text("{not json")
+    target = tmp_path / "out.json"
+    assert run_cli(["bound", str(source), "-o", str(target)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "not valid JSON" in err and "\n" not in err
+    assert not target.exists()
+
+
+def test_cli_invalid_field_and_missing_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _write(tmp_path / "in.json", example_input(delta=2.0))
+    assert run_cli(["bound", str(source)]) == 3
+    assert "delta" in capsys.readouterr().err
+    assert run_cli(["bound", str(tmp_path / "missing.json")]) == 3
+    capsys.readouterr()
+    good = _write(tmp_path / "good.json", example_input())
+    assert run_cli(["bound", str(good), "--artifact", str(tmp_path / "none.certz")]) == 3
+    assert "--artifact" in capsys.readouterr().err
+    _write(tmp_path / "list.json", [1])  # type: ignore[arg-type]
+    assert run_cli(["bound", str(tmp_path / "list.json")]) == 3
+
+
+def test_cli_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["bound", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "certify bound" in out and "--artifact" in out and "sampling_method" in out
+
+
+def test_cli_output_folder_must_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _write(tmp_path / "in.json", example_input())
+    assert run_cli(["bound", str(source), "-o", str(tmp_path / "no" / "bound.json")]) == 3
+    assert "--output" in capsys.readouterr().err

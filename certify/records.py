@@ -114,6 +114,26 @@ class BoundResult:
 
 
 @dataclass(frozen=True)
+class ResolvedModel:
+    """A model found on disk (or fetched from the Hub) and checked to be a causal LM.
+
+    ``revision`` is the Hub commit sha, or for local inputs ``sha256:<hex>`` of the
+    weight and config files (see docs/FORMAT.md). ``weight_files`` and
+    ``tokenizer_files`` are names relative to ``local_dir``; ``gguf_file`` is set
+    (a name in ``local_dir``) only for GGUF inputs.
+    """
+
+    source: str
+    revision: str
+    local_dir: str
+    config: dict[str, Any] = field(hash=False, compare=True)
+    architecture: str
+    weight_files: tuple[str, ...]
+    tokenizer_files: tuple[str, ...]
+    gguf_file: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelRecord:
     """Where the model came from (certificate ``model``)."""
 
@@ -192,3 +212,204 @@ class RiskRecord:
     dtype: str
     tokens_scored: int
     seconds: float
+    data: DatasetRecord | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """Every choice that changes the measured losses (``certify evaluate``'s options).
+
+    ``chunk_tokens`` is S and ``context_tokens`` P of DESIGN.md "The bound";
+    ``samples`` chunks are drawn with ``seed`` unless ``exhaustive`` (every chunk once).
+    ``device``/``dtype`` "auto" pick CUDA, then MPS, then CPU, and bf16 on a GPU, fp32
+    on CPU. ``batch_size`` is sequences per forward pass; None finds one automatically.
+    """
+
+    chunk_tokens: int = 1024
+    context_tokens: int = 0
+    samples: int = 10000
+    exhaustive: bool = False
+    seed: int = 0
+    alphas: tuple[float, ...] = (0.001, 0.01, 0.1, 0.5)
+    top_k: tuple[int, ...] = (1, 10, 100)
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | None = None
+
+
+# --------------------------------------------------------------------------- certificate + signing
+
+CheckStatus = Literal["pass", "fail", "unpinned", "not_run"]
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A signing key pair on disk; ``fingerprint`` is sha256 of the public key's DER SPKI."""
+
+    private_key_path: str
+    public_key_path: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class VerificationCheck:
+    """One named check of ``certify verify``.
+
+    ``status`` "unpinned" is a signature that verifies with the key published next
+    to the certificate but not with a key the user pinned; it passes only when the
+    caller allowed unpinned signatures.
+    """
+
+    name: str
+    passed: bool
+    status: CheckStatus
+    reason: str
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """All checks of one ``certify verify`` run; ``passed`` only when every check passed."""
+
+    target: str
+    checks: tuple[VerificationCheck, ...]
+    fingerprint: str | None = None
+    pinned: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    def failed(self) -> tuple[VerificationCheck, ...]:
+        """The checks that did not pass, in order."""
+        return tuple(check for check in self.checks if not check.passed)
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+#: the grid ``certify run --bits auto`` searches: (bits, group_size) pairs
+DEFAULT_AUTO_GRID: tuple[tuple[int, int], ...] = (
+    (2, 32),
+    (2, 128),
+    (3, 32),
+    (3, 128),
+    (4, 32),
+    (4, 128),
+)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything ``certify run`` needs (the CLI fills it from flags and the environment).
+
+    ``dataset`` None uses the model card's first ``datasets:`` entry, else the documented
+    fallback corpus. ``auto_grid`` non-empty means ``--bits auto``: every (bits,
+    group_size) pair is compressed and evaluated and the tightest bits bound is kept,
+    with ``hyperparameter_configurations = len(auto_grid)``. ``key_dir`` holds the
+    signing key made on first use when ``key_path`` is None. ``token`` and
+    ``key_passphrase`` are secrets: never hashed, logged or shown in repr.
+    """
+
+    model: str
+    out_dir: str
+    key_dir: str
+    dataset: str | None = None
+    model_revision: str | None = None
+    dataset_revision: str | None = None
+    text_column: str = "text"
+    max_documents: int | None = None
+    quantization: QuantizationSettings = field(default_factory=QuantizationSettings)
+    auto_grid: tuple[tuple[int, int], ...] = ()
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
+    delta: float = 0.05
+    heldout: bool = False
+    key_path: str | None = None
+    push: bool = False
+    repo_id: str | None = None
+    private: bool = False
+    revision: str | None = None
+    endpoint: str | None = None
+    trust_remote_code: bool = False
+    shard_cache_dir: str | None = None
+    token: str | None = field(default=None, repr=False)
+    key_passphrase: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    """Wall time of one pipeline stage; ``reused`` when a finished stage was kept."""
+
+    stage: str
+    seconds: float
+    reused: bool
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """One certified statement as the run's summary table shows it."""
+
+    name: MetricName
+    alpha: float | None
+    k: int | None
+    empirical: float
+    bound: float
+    perplexity_bound: float | None
+
+
+@dataclass(frozen=True)
+class SearchCandidate:
+    """One configuration of ``--bits auto`` and the bits bound it reached."""
+
+    bits: int
+    group_size: int
+    size_bytes: int
+    bits_per_parameter: float
+    bits_per_token_bound: float | None
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``certify run`` produced: paths, the bound's summary, and where time went."""
+
+    run_dir: str
+    artifact_path: str
+    certificate_path: str
+    envelope_path: str
+    card_path: str
+    plot_path: str
+    risk_path: str
+    log_path: str
+    model_source: str
+    dataset_source: str
+    dataset_note: str
+    size_bytes: int
+    bits_per_parameter: float
+    quantization: dict[str, Any]
+    metrics: tuple[MetricSummary, ...]
+    bits_per_token_bound: float | None
+    perplexity_bound: float | None
+    key_fingerprint: str
+    key_path: str
+    public_key_path: str
+    key_created: bool
+    stages: tuple[StageTiming, ...]
+    reused_stages: tuple[str, ...]
+    search: tuple[SearchCandidate, ...] = ()
+    pushed: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- hub
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """One commit that published a run folder (what ``certify push --json`` prints)."""
+
+    repo_id: str
+    repo_url: str
+    revision: str
+    commit_oid: str
+    commit_url: str
+    files: tuple[str, ...]
+    pull_request_url: str | None = None

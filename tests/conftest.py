@@ -57,3 +57,50 @@ def toy_model_factory(tmp_path_factory: pytest.TempPathFactory) -> Callable[...,
 def toy_model(toy_model_factory: Callable[..., Path]) -> Path:
     """A tiny untied Llama-style model directory."""
     return toy_model_factory("llama")
+
+
+@pytest.fixture
+def hub_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A local stand-in Hub (tests/hubserver.py) on 127.0.0.1 with an ephemeral port.
+
+    Yields a ``HubServer`` with ``.endpoint``, ``.token`` (user "alice"; "bob" has
+    ``.tokens`` entry "hf_test_bob"), ``.repo_dir(repo_id)``, ``.files(repo_id)``,
+    ``.head(repo_id)``, ``.fail(...)`` (fault injection) and ``.lfs_threshold_bytes``.
+    For this test only it lets huggingface_hub (2.x) go online again: HF_HUB_OFFLINE and
+    HF_ENDPOINT are read at import, so the module constants are patched
+    (``constants.HF_HUB_OFFLINE = False``; ``constants.ENDPOINT`` and the resolve URL template
+    point at the server, so a forgotten endpoint never reaches the internet) and the
+    download cache and token file point into ``tmp_path`` so no real login is used.
+    Pass ``endpoint=hub_server.endpoint`` explicitly anyway; subprocesses need
+    HF_ENDPOINT, HF_HUB_OFFLINE=0 and HF_HOME in their environment.
+    """
+    import sys
+
+    from huggingface_hub import constants
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from hubserver import HubServer
+    finally:
+        sys.path.pop(0)
+
+    server = HubServer(
+        tmp_path / "hub-server", tokens={"hf_test_alice": "alice", "hf_test_bob": "bob"}
+    ).start()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # ENDPOINT and the URL template derived from it at import must change together:
+    # hf_hub_url swaps in an explicit endpoint only where the template starts with ENDPOINT.
+    monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+    monkeypatch.setattr(
+        constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        server.endpoint + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-hf-token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    try:
+        yield server
+    finally:
+        server.stop()

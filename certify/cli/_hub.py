@@ -1,0 +1,264 @@
+"""``certify push`` and ``certify card``: publish a run and attach bounds to model cards.
+
+The token is HF_TOKEN, else huggingface_hub's stored login (``hf auth login``); the
+endpoint is ``--endpoint``, else HF_ENDPOINT, else https://huggingface.co.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from certify.cli._app import app, console, env, err_console, print_json
+from certify.errors import InvalidInputError, UsageError
+from certify.records import to_dict
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+PUSH_HELP = """Publish a finished run folder to a Hub model repo in ONE atomic commit.
+
+RUN_DIR must hold certificate.json, certificate.dsse.json and model.certz (and
+model.certz must be the file the certificate names); its other top-level files
+(README.md, bound.png, the public key) go in the same commit. Subfolders, hidden
+and temporary files and private keys are never uploaded. The repo is created if
+missing; --revision pushes to a branch (created from main if missing). If anything
+fails, nothing is committed.
+
+Token: HF_TOKEN, else the login of `hf auth login`. Endpoint: --endpoint, else
+HF_ENDPOINT (self-hosted hubs and mirrors).
+
+[bold]Examples[/bold]
+
+  certify push runs/smol --repo-id me/smol-certified
+
+  certify push runs/smol --repo-id my-org/smol-certified --private --revision certified
+
+  HF_ENDPOINT=https://hub.example.org certify push runs/smol --repo-id me/smol --json
+"""
+
+CARD_HELP = """Attach (or refresh) certified bounds on a model card, changing nothing else.
+
+TARGET is a local README.md, a folder (its README.md; created if missing) or a Hub
+repo id. The card gets model-index results for the bits-per-token, perplexity and
+top-k error bounds, base_model (if absent), tags, a `certify` metadata key, and a
+section between <!-- certify:begin --> and <!-- certify:end -->. Other metadata,
+other eval results and the rest of the text stay byte-for-byte; running it twice
+changes nothing.
+
+A local card is updated in place (with bound.png next to it). For a Hub repo the
+updated card is printed, or written to --output; with --push it is committed back
+(README.md + bound.png, one commit, refused if the branch moved meanwhile).
+
+[bold]Examples[/bold]
+
+  certify card runs/smol --certificate runs/smol/certificate.json
+
+  certify card my-org/my-model --certificate certificate.json --key key.pub.pem --push
+
+  certify card my-org/my-model --certificate certificate.json --output README.md
+"""
+
+
+def _endpoint(option: str | None) -> str | None:
+    return option or env("HF_ENDPOINT")
+
+
+def _token() -> str | None:
+    """HF_TOKEN, else huggingface_hub's stored login (None if neither)."""
+    token = env("HF_TOKEN")
+    if token:
+        return token
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+@app.command("push", help=PUSH_HELP)
+def push_command(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="Folder written by `certify run`."),
+    repo_id: str = typer.Option(..., "--repo-id", help="Target model repo, NAMESPACE/NAME."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+    revision: str = typer.Option(None, "--revision", help="Branch to push to (default main)."),
+    commit_message: str = typer.Option(None, "--commit-message", help="Commit title."),
+    endpoint: str = typer.Option(None, "--endpoint", help="Hub endpoint (default HF_ENDPOINT)."),
+    create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    from certify.hub import push_run
+
+    err_console.print(f"pushing {run_dir} to {repo_id} …")
+    result = push_run(
+        run_dir,
+        repo_id,
+        private=private,
+        revision=revision,
+        commit_message=commit_message,
+        endpoint=_endpoint(endpoint),
+        token=_token(),
+        create_pr=create_pr,
+    )
+    if as_json:
+        print_json(to_dict(result))
+        return
+    console.print(f"pushed {len(result.files)} files to {result.repo_url} ({result.revision})")
+    console.print(f"commit: {result.commit_url}")
+    if result.pull_request_url:
+        console.print(f"pull request: {result.pull_request_url}")
+
+
+def _fingerprint(key: Path | None, certificate_path: Path) -> str:
+    from certify import signing
+
+    candidates = [key] if key is not None else [certificate_path.parent / signing.PUBLIC_KEY_NAME]
+    for candidate in candidates:
+        if candidate is not None and candidate.is_file():
+            return str(signing.public_key_fingerprint(candidate.read_bytes()))
+    if key is not None:
+        raise InvalidInputError(f"cannot read the public key {key}", field="--key")
+    raise UsageError(
+        f"no --key given and no {signing.PUBLIC_KEY_NAME} next to {certificate_path}",
+        field="--key",
+        hint="pass the signer's public key with --key KEY.pub.pem",
+    )
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+@app.command("card", help=CARD_HELP)
+def card_command(
+    target: str = typer.Argument(..., metavar="TARGET", help="README.md, folder or Hub repo id."),
+    certificate: Path = typer.Option(
+        ..., "--certificate", "-c", help="The certificate.json to show."
+    ),
+    key: Path = typer.Option(
+        None, "--key", "-k", help="Signer's public key (default: the .pub.pem next to it)."
+    ),
+    base_model: str = typer.Option(
+        None, "--base-model", help="base_model to set if the card has none (default: model.source)."
+    ),
+    dataset: str = typer.Option(None, "--dataset", help="Dataset id (default: data.source)."),
+    dataset_config: str = typer.Option(None, "--dataset-config", help="Dataset config name."),
+    dataset_split: str = typer.Option(None, "--dataset-split", help="Dataset split."),
+    push: bool = typer.Option(False, "--push", help="Commit the card back to the Hub repo."),
+    revision: str = typer.Option(None, "--revision", help="Hub branch to read and push."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write a Hub card here instead."),
+    endpoint: str = typer.Option(None, "--endpoint", help="Hub endpoint (default HF_ENDPOINT)."),
+    commit_message: str = typer.Option(None, "--commit-message", help="Commit title."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
+) -> None:
+    from certify import card as card_module
+    from certify import hub
+    from certify.certificate import load_certificate
+
+    try:
+        certificate_bytes = certificate.read_bytes()
+    except OSError as error:
+        raise InvalidInputError(
+            f"cannot read {certificate}: {error.strerror}", field="--certificate"
+        ) from None
+    certificate_data = load_certificate(certificate)
+    certificate_sha = hashlib.sha256(certificate_bytes).hexdigest()
+    fingerprint = _fingerprint(key, certificate)
+    data = certificate_data.get("data") or {}
+    dataset_fields = {
+        "id": dataset or data.get("source"),
+        "config": dataset_config,
+        "split": dataset_split,
+        "revision": data.get("revision"),
+    }
+    model_source = (certificate_data.get("model") or {}).get("source")
+    base = base_model or (model_source if model_source and _REPO_ID.match(model_source) else None)
+
+    local = Path(target)
+    is_local = local.exists() or local.suffix.lower() == ".md" or not _REPO_ID.match(target)
+    if is_local:
+        if push:
+            raise UsageError("--push applies to Hub repo ids only", field="--push")
+        card_path = local / "README.md" if local.is_dir() else local
+        existing = card_path.read_text(encoding="utf-8") if card_path.exists() else None
+        text = card_module.render_card(
+            certificate_data,
+            key_fingerprint=fingerprint,
+            base_model=base,
+            dataset=dataset_fields,
+            existing=existing,
+            certificate_sha256_hex=certificate_sha,
+        )
+        changed = text != existing
+        if changed:
+            card_module.plot_bound(certificate_data, card_path.parent / "bound.png")
+            _write_text_atomic(card_path, text)
+        report: dict[str, Any] = {"card": str(card_path), "changed": changed}
+        if as_json:
+            print_json(report)
+        else:
+            console.print(f"{'updated' if changed else 'unchanged'}: {card_path}")
+        return
+
+    token = _token()
+    existing, commit = hub.fetch_card(target, revision, endpoint=_endpoint(endpoint), token=token)
+    text = card_module.render_card(
+        certificate_data,
+        key_fingerprint=fingerprint,
+        base_model=base,
+        dataset=dataset_fields,
+        existing=existing,
+        repo_id=target,
+        endpoint=_endpoint(endpoint),
+        certificate_sha256_hex=certificate_sha,
+    )
+    changed = text != existing
+    if not push:
+        if output is not None:
+            _write_text_atomic(output, text)
+            card_module.plot_bound(certificate_data, output.parent / "bound.png")
+            err_console.print(f"wrote {output} (not pushed; add --push to commit it)")
+        elif as_json:
+            print_json({"repo_id": target, "commit": commit, "changed": changed, "card": text})
+        else:
+            console.out(text, end="", highlight=False)
+        return
+    if not changed:
+        result: dict[str, Any] = {"repo_id": target, "commit": commit, "changed": False}
+        if as_json:
+            print_json(result)
+        else:
+            console.print(f"the card of {target} already shows this certificate; nothing pushed")
+        return
+    with tempfile.TemporaryDirectory(prefix="certify-card-") as scratch:
+        plot = Path(scratch) / "bound.png"
+        card_module.plot_bound(certificate_data, plot)
+        pushed = hub.push_card(
+            target,
+            text,
+            plot_path=plot,
+            revision=revision,
+            parent_commit=commit,
+            commit_message=commit_message,
+            endpoint=_endpoint(endpoint),
+            token=token,
+        )
+    if as_json:
+        print_json({**to_dict(pushed), "changed": True})
+    else:
+        console.print(f"updated the card of {target}: {pushed.commit_url}")
+
+
+__all__ = ["card_command", "push_command"]

@@ -1,0 +1,360 @@
+"""``certify run``: the whole job in one command (see certify/pipeline.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from certify.cli._app import app, console, env, err_console, print_json
+from certify.errors import InvalidInputError, UsageError
+from certify.records import (
+    DEFAULT_AUTO_GRID,
+    EvaluationSettings,
+    QuantizationSettings,
+    RunResult,
+    RunSettings,
+)
+
+RUN_HELP = """Compress MODEL, measure its risk on data, bound it, sign and publish — one command.
+
+Stages: resolve MODEL → compress to [cyan]model.certz[/cyan] → tokenize the dataset →
+decode the artifact → evaluate the [bold]decoded[/bold] model on sampled chunks → bound →
+[cyan]certificate.json[/cyan] → sign ([cyan]certificate.dsse.json[/cyan]) → model card
+([cyan]README.md[/cyan] + [cyan]bound.png[/cyan]) → optional push to the Hub. Everything
+lands in RUN_DIR (default [cyan]runs/<model name>[/cyan]), with [cyan]risk.json[/cyan] and
+[cyan]run.log[/cyan] (one JSON line per stage, with timings).
+
+Re-running the same command reuses finished stages (checked by content hashes);
+changing an input redoes only the stages it affects. Ctrl-C leaves nothing
+half-written: run the same command again to continue.
+
+Without --dataset, the first [cyan]datasets:[/cyan] entry of the model card is used
+(first --max-documents documents, default 20000); with none declared, the public
+pretraining corpus LLM360/AmberDatasets. The certificate records which.
+
+[cyan]--bits auto[/cyan] tries bits {2,3,4} × group size {32,128}, keeps the tightest
+bits bound and counts the 6 configurations in the prior (ln 6 nats), so the
+certificate stays valid.
+
+The defaults (10000 samples of 1024 tokens) suit a GPU; on a CPU certify prints an
+estimate of the time — use e.g. --samples 64 --chunk-tokens 256 for a quick look.
+The signing key is made on first use in $CERTIFY_HOME/keys (default
+~/.config/certify/keys); CERTIFY_KEY_PASSPHRASE encrypts it. HF_TOKEN and
+HF_ENDPOINT are used for the Hub.
+
+[bold]Examples[/bold]
+
+  certify run meta-llama/Llama-2-7b-hf --bits 4 --push --repo-id me/llama-2-7b-certified
+
+  certify run ./my-model --dataset ./texts/ --samples 64 --chunk-tokens 256 -o runs/mine
+
+  certify run model.gguf --dataset data.jsonl --bits auto --json
+"""
+
+_NUMBER_LIST = re.compile(r"^\s*[^,\s]+(\s*,\s*[^,\s]+)*\s*$")
+
+
+def parse_float_list(text: str, field: str) -> tuple[float, ...]:
+    """``"0.001,0.01"`` → (0.001, 0.01); an empty string → ()."""
+    if not text.strip():
+        return ()
+    if not _NUMBER_LIST.match(text):
+        raise InvalidInputError(f"expected comma-separated numbers, got {text!r}", field=field)
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInputError(
+            f"expected comma-separated numbers, got {text!r}", field=field
+        ) from None
+
+
+def parse_int_list(text: str, field: str) -> tuple[int, ...]:
+    """``"1,10,100"`` → (1, 10, 100); an empty string → ()."""
+    if not text.strip():
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInputError(
+            f"expected comma-separated whole numbers, got {text!r}", field=field
+        ) from None
+
+
+def parse_bits(text: str) -> int | None:
+    """``--bits``: a whole number 2..8, or ``auto`` (None)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        bits = int(text)
+    except ValueError:
+        raise InvalidInputError(
+            f"expected a whole number of bits or 'auto', got {text!r}", field="--bits"
+        ) from None
+    if not 1 <= bits <= 8:
+        raise InvalidInputError(f"must lie in 1..8, got {bits}", field="--bits")
+    return bits
+
+
+def certify_home() -> Path | None:
+    """$CERTIFY_HOME if set (holds keys/ and cache/)."""
+    home = env("CERTIFY_HOME")
+    return Path(home).expanduser() if home else None
+
+
+def default_key_dir() -> Path:
+    """Where the signing key is made on first use."""
+    home = certify_home()
+    return home / "keys" if home else Path("~/.config/certify/keys").expanduser()
+
+
+def default_shard_cache() -> Path:
+    """Token shards are cached here across runs."""
+    home = certify_home()
+    return home / "cache" / "shards" if home else Path("~/.cache/certify/shards").expanduser()
+
+
+def default_run_dir(model: str) -> Path:
+    """runs/<last part of the model name, without .gguf>."""
+    name = Path(model.rstrip("/")).name or "model"
+    if name.lower().endswith(".gguf"):
+        name = name[: -len(".gguf")]
+    return Path("runs") / re.sub(r"[^\w.\-]+", "-", name)
+
+
+class _StageProgress:
+    """One rich progress row per stage, created as stages start."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        task = self.tasks.get(stage)
+        if task is None:
+            task = self.progress.add_task(stage, total=None)
+            self.tasks[stage] = task
+        if total > 0:
+            self.progress.update(task, completed=done, total=total)
+        if done == 1 and total == 1:
+            self.progress.update(task, completed=1, total=1, description=f"{stage} ✓")
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def summary_table(result: RunResult) -> Table:
+    """Per metric: empirical risk, bound, perplexity bound."""
+    table = Table(title="Certified token-level risk", title_justify="left")
+    table.add_column("metric")
+    table.add_column("α / k", justify="right")
+    table.add_column("empirical", justify="right")
+    table.add_column("bound", justify="right", style="bold")
+    table.add_column("perplexity bound", justify="right")
+    for metric in result.metrics:
+        if metric.name == "bits":
+            name, label = "bits/token", f"α={metric.alpha:g}"
+        else:
+            name, label = "top-k error", f"k={metric.k}"
+        perplexity = "-" if metric.perplexity_bound is None else f"{metric.perplexity_bound:.4g}"
+        table.add_row(name, label, _number(metric.empirical), _number(metric.bound), perplexity)
+    return table
+
+
+def stage_table(result: RunResult) -> Table:
+    """Time per stage (reused stages marked)."""
+    table = Table(title="Stages", title_justify="left")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("")
+    for timing in result.stages:
+        table.add_row(timing.stage, f"{timing.seconds:.1f}", "reused" if timing.reused else "")
+    table.add_row("[bold]total[/bold]", f"{sum(t.seconds for t in result.stages):.1f}", "")
+    return table
+
+
+def _headline(result: RunResult) -> str:
+    quantization = result.quantization
+    lines = [
+        f"model.certz: {result.size_bytes:,} bytes, {result.bits_per_parameter:.3f} bits/param "
+        f"({quantization.get('bits')} bits, group size {quantization.get('group_size')})"
+    ]
+    if result.bits_per_token_bound is not None:
+        perplexity = (
+            "overflows" if result.perplexity_bound is None else f"{result.perplexity_bound:.4g}"
+        )
+        lines.append(
+            f"[bold]bits per token ≤ {result.bits_per_token_bound:.4f}, "
+            f"perplexity ≤ {perplexity}[/bold]"
+        )
+    if result.search:
+        tried = ", ".join(
+            f"{c.bits}b/g{c.group_size}"
+            + ("" if c.bits_per_token_bound is None else f" {c.bits_per_token_bound:.3f}")
+            + (" ←" if c.chosen else "")
+            for c in result.search
+        )
+        lines.append(f"--bits auto searched {len(result.search)} configurations: {tried}")
+    lines.append(
+        f"signed with key {result.key_fingerprint}"
+        + (f" (created {result.key_path})" if result.key_created else "")
+    )
+    if result.pushed:
+        lines.append(f"pushed: {result.pushed.get('commit_url') or result.pushed.get('repo_url')}")
+    lines.append(
+        f"run folder: {result.run_dir}  (check it: certify verify {result.run_dir} "
+        f"--key {result.public_key_path})"
+    )
+    return "\n".join(lines)
+
+
+def _quiet_transformers() -> None:
+    """transformers' own loading bars would interleave with certify's progress display."""
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
+    transformers_logging.disable_progress_bar()
+
+
+@app.command("run", help=RUN_HELP)
+def run_command(
+    model: str = typer.Argument(..., metavar="MODEL", help="Hub id, model folder or .gguf file."),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="Hub dataset id, text/jsonl/parquet file or folder, or a token-shard folder.",
+    ),
+    bits: str = typer.Option("4", "--bits", "-b", help="Bits per weight (2..8) or 'auto'."),
+    group_size: int = typer.Option(128, "--group-size", "-g", help="Weights per scale."),
+    samples: int = typer.Option(10000, "--samples", help="Chunks drawn for the risk estimate."),
+    chunk_tokens: int = typer.Option(1024, "--chunk-tokens", help="Tokens per chunk (S)."),
+    context_tokens: int = typer.Option(
+        0, "--context-tokens", help="Extra unscored context from the previous chunk (P)."
+    ),
+    alphas: str = typer.Option(
+        "0.001,0.01,0.1,0.5", "--alphas", help="Smoothing values α of the bits loss."
+    ),
+    top_k: str = typer.Option("1,10,100", "--top-k", help="k values of the top-k error."),
+    delta: float = typer.Option(0.05, "--delta", help="Failure probability of the certificate."),
+    heldout: bool = typer.Option(
+        False, "--heldout", help="Assert the data is independent of the model (drops file size)."
+    ),
+    exhaustive: bool = typer.Option(
+        False, "--exhaustive", help="Score every chunk (no sampling term)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the chunk sample."),
+    max_documents: int | None = typer.Option(
+        None, "--max-documents", help="Read only the first N documents of the dataset."
+    ),
+    text_column: str = typer.Option("text", "--text-column", help="Text column of the dataset."),
+    revision: str | None = typer.Option(None, "--revision", help="Model revision on the Hub."),
+    dataset_revision: str | None = typer.Option(
+        None, "--dataset-revision", help="Dataset revision on the Hub."
+    ),
+    key: Path | None = typer.Option(
+        None, "--key", help="Signing key (PEM); default: made on first use in the key folder."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Run folder (default runs/<model name>)."
+    ),
+    push: bool = typer.Option(False, "--push", help="Publish the run folder to the Hub."),
+    repo_id: str | None = typer.Option(None, "--repo-id", help="Hub repo to push to (NS/NAME)."),
+    private: bool = typer.Option(False, "--private", help="Create the pushed repo private."),
+    push_revision: str | None = typer.Option(
+        None, "--push-branch", help="Branch to push to (default main)."
+    ),
+    endpoint: str | None = typer.Option(
+        None, "--endpoint", help="Hub endpoint (default $HF_ENDPOINT or huggingface.co)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    trust_remote_code: bool = typer.Option(
+        False, "--trust-remote-code", help="Allow models whose code lives on the Hub."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Run every stage (see RUN_HELP)."""
+    from certify import pipeline
+
+    parsed_bits = parse_bits(bits)
+    if (private or push_revision is not None) and not push:
+        raise UsageError("--private and --push-branch only make sense with --push", field="--push")
+    if repo_id is not None and not push:
+        raise UsageError("--repo-id given without --push", field="--repo-id")
+    quantization = QuantizationSettings(
+        bits=parsed_bits if parsed_bits is not None else 4, group_size=group_size
+    )
+    evaluation = EvaluationSettings(
+        chunk_tokens=chunk_tokens,
+        context_tokens=context_tokens,
+        samples=samples,
+        exhaustive=exhaustive,
+        seed=seed,
+        alphas=parse_float_list(alphas, "--alphas"),
+        top_k=parse_int_list(top_k, "--top-k"),
+        device=device,
+        dtype=dtype,
+    )
+    token = env("HF_TOKEN")
+    endpoint = endpoint or env("HF_ENDPOINT")
+    settings = RunSettings(
+        model=model,
+        out_dir=str(output if output is not None else default_run_dir(model)),
+        key_dir=str(default_key_dir()),
+        dataset=dataset,
+        model_revision=revision,
+        dataset_revision=dataset_revision,
+        text_column=text_column,
+        max_documents=max_documents,
+        quantization=quantization,
+        auto_grid=DEFAULT_AUTO_GRID if parsed_bits is None else (),
+        evaluation=evaluation,
+        delta=delta,
+        heldout=heldout,
+        key_path=str(key) if key is not None else None,
+        push=push,
+        repo_id=repo_id,
+        private=private,
+        revision=push_revision,
+        endpoint=endpoint,
+        trust_remote_code=trust_remote_code,
+        shard_cache_dir=str(default_shard_cache()),
+        token=token,
+        key_passphrase=env("CERTIFY_KEY_PASSPHRASE"),
+    )
+
+    def log(message: str) -> None:
+        err_console.print(f"[cyan]note:[/cyan] {message}", soft_wrap=True)
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    )
+    _quiet_transformers()
+    with progress:
+        result = pipeline.run(settings, progress=_StageProgress(progress), log=log)
+    if as_json:
+        print_json(pipeline.result_to_dict(result))
+        return
+    console.print(summary_table(result))
+    console.print(stage_table(result))
+    console.print(_headline(result), soft_wrap=True)

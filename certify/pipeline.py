@@ -1,0 +1,1166 @@
+"""``certify run``: the one place that chains the stages (DESIGN.md "The flow").
+
+resolve → compress (model.certz) → tokenize (cached shards) → decode → evaluate the
+DECODED model → bound → certificate.json → sign (certificate.dsse.json) → card
+(README.md + plot) → optional push.
+
+Stage reuse. Every stage that writes files also writes a small manifest
+``.certify/stages/<stage>.json`` *after* its outputs, holding the sha256 of its inputs
+(settings plus the content hashes of the files it read — never file names) and the
+sha256 of every output. A rerun recomputes the input hash; when it matches and the
+outputs still hash to what the manifest says, the stage is skipped. Because each
+stage's inputs include its upstream outputs' hashes, a changed input redoes exactly
+the stages downstream of it. All files appear atomically (temp name in the same
+folder + ``os.replace``), so an interrupted run (Ctrl-C) leaves finished stages and
+nothing half-written; the same command then continues.
+
+``--bits auto`` (``RunSettings.auto_grid``). Each (bits, group_size) of the grid is
+compressed and evaluated on a *search* sample (seed derived from ``seed``); the
+configuration with the tightest bits bound is kept and then evaluated again on the
+certification sample (``seed`` itself). The prior is uniform over the H grid points
+times the file prior, so ln 1/P(h) gains ln H: the martingale (complexity) term holds
+for every (configuration, file) pair at once, which makes choosing among them after
+looking at the data legitimate. The sampling term is only valid for a hypothesis
+chosen independently of the sample it uses, hence the fresh certification sample.
+
+Library code: no printing, no environment. Human-readable notes go to ``log``;
+progress to ``progress(stage, done, total)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from certify.errors import (
+    CertifyError,
+    DataError,
+    InterruptedRunError,
+    InvalidInputError,
+    UsageError,
+)
+from certify.records import (
+    ArtifactRecord,
+    BoundInput,
+    BoundResult,
+    DatasetRecord,
+    MetricSummary,
+    ModelRecord,
+    QuantizationSettings,
+    ResolvedModel,
+    RiskRecord,
+    RunResult,
+    RunSettings,
+    SearchCandidate,
+    StageTiming,
+    to_dict,
+)
+
+ProgressCallback = Callable[[str, int, int], None]
+LogCallback = Callable[[str], None]
+
+#: bump when a stage's meaning changes, so old manifests stop matching
+STAGE_FORMAT_VERSION = 1
+#: the public pretraining corpus used when neither --dataset nor the model card names one
+#: (LLM360's Amber data, the corpus Lotfi et al. 2024 evaluated LLaMA-2 bounds on)
+FALLBACK_DATASET = "LLM360/AmberDatasets"
+#: documents read when the dataset was chosen for the user (keeps a default run proportionate)
+DEFAULT_MAX_DOCUMENTS = 20_000
+#: rough CPU throughput for the time estimate: multiply-adds per second per thread
+CPU_FLOPS_PER_THREAD = 2.0e10
+
+ARTIFACT_NAME = "model.certz"
+CERTIFICATE_NAME = "certificate.json"
+ENVELOPE_NAME = "certificate.dsse.json"
+CARD_NAME = "README.md"
+PLOT_NAME = "bound.png"
+RISK_NAME = "risk.json"
+LOG_NAME = "run.log"
+STATE_DIR = ".certify"
+
+
+# --------------------------------------------------------------------------- hashing + files
+
+
+def sha256_json(value: Any) -> str:
+    """sha256 of the canonical (sorted, compact) JSON of ``value``."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while piece := handle.read(1 << 20):
+            digest.update(piece)
+    return digest.hexdigest()
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp name beside ``path``, fsync, then ``os.replace`` it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = _temp_name(path)
+    try:
+        with temp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def _write_json(path: Path, value: Any) -> None:
+    write_atomically(path, (json.dumps(value, indent=2, allow_nan=False) + "\n").encode())
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    temp = _temp_name(target)
+    try:
+        shutil.copyfile(source, temp)
+        os.replace(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def sweep_temp_files(directory: Path) -> list[Path]:
+    """Remove leftover ``*.tmp-<pid>*`` files/folders under ``directory`` (an old crash)."""
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for path in sorted(directory.rglob("*.tmp-*"), reverse=True):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+# --------------------------------------------------------------------------- stage manifests
+
+
+class StageStore:
+    """Manifests of finished stages under ``<run>/.certify/stages``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.directory = run_dir / STATE_DIR / "stages"
+
+    def _path(self, stage: str) -> Path:
+        return self.directory / f"{stage}.json"
+
+    def lookup(self, stage: str, inputs_sha256: str) -> dict[str, Any] | None:
+        """The manifest of ``stage`` if its inputs match and its outputs are intact."""
+        try:
+            manifest = json.loads(self._path(stage).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(manifest, dict) or manifest.get("inputs_sha256") != inputs_sha256:
+            return None
+        if manifest.get("format_version") != STAGE_FORMAT_VERSION:
+            return None
+        for name, expected in manifest.get("outputs", {}).items():
+            path = self.run_dir / name
+            if not path.is_file() or file_sha256(path) != expected:
+                return None
+        return manifest
+
+    def store(
+        self,
+        stage: str,
+        inputs_sha256: str,
+        outputs: tuple[str, ...],
+        record: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Write the manifest last: its presence means every output is complete."""
+        manifest = {
+            "format_version": STAGE_FORMAT_VERSION,
+            "stage": stage,
+            "inputs_sha256": inputs_sha256,
+            "outputs": {name: file_sha256(self.run_dir / name) for name in outputs},
+            "record": record or {},
+        }
+        _write_json(self._path(stage), manifest)
+        return manifest
+
+    def output_hash(self, stage: str, name: str) -> str:
+        """sha256 recorded for output ``name`` of ``stage`` (after store/lookup)."""
+        manifest = json.loads(self._path(stage).read_text(encoding="utf-8"))
+        return str(manifest["outputs"][name])
+
+
+class RunLog:
+    """``run.log``: one JSON object per line (stage start/done/reused, notes)."""
+
+    def __init__(self, path: Path, log: LogCallback | None) -> None:
+        self.path = path
+        self.log = log
+
+    def event(self, **fields: Any) -> None:
+        line = json.dumps({"time": round(time.time(), 3), **fields}, allow_nan=False) + "\n"
+        # one write per line keeps every line whole even when the run is interrupted
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+
+    def note(self, message: str) -> None:
+        self.event(event="note", message=message)
+        if self.log is not None:
+            self.log(message)
+
+
+class _Runner:
+    """Times stages, logs them, reports progress and turns Ctrl-C into a clean error."""
+
+    def __init__(self, run_log: RunLog, progress: ProgressCallback | None) -> None:
+        self.run_log = run_log
+        self.progress = progress
+        self.timings: list[StageTiming] = []
+
+    def report(self, stage: str) -> Callable[[int, int], None]:
+        def update(done: int, total: int) -> None:
+            if self.progress is not None:
+                self.progress(stage, int(done), int(total))
+
+        return update
+
+    def reused(self, stage: str) -> None:
+        self.timings.append(StageTiming(stage=stage, seconds=0.0, reused=True))
+        self.run_log.event(event="reused", stage=stage)
+        if self.progress is not None:
+            self.progress(stage, 1, 1)
+
+    @contextlib.contextmanager
+    def stage(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        self.run_log.event(event="start", stage=stage)
+        if self.progress is not None:
+            self.progress(stage, 0, 0)
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.run_log.event(
+                event="interrupted", stage=stage, seconds=time.perf_counter() - start
+            )
+            raise InterruptedRunError(
+                f"interrupted during stage {stage}; finished stages are kept and nothing "
+                "half-written was left",
+                hint="run the same command again to continue",
+            ) from None
+        except CertifyError as error:
+            self.run_log.event(event="failed", stage=stage, error=str(error))
+            raise
+        seconds = time.perf_counter() - start
+        self.timings.append(StageTiming(stage=stage, seconds=seconds, reused=False))
+        self.run_log.event(event="done", stage=stage, seconds=round(seconds, 3))
+        if self.progress is not None:
+            self.progress(stage, 1, 1)
+
+
+# --------------------------------------------------------------------------- dataset choice
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetChoice:
+    """Which dataset a run uses, why, and what the certificate should say about it."""
+
+    source: str
+    max_documents: int | None
+    note: str
+    assumption: str | None
+    defaulted: bool
+
+
+def card_datasets(card_text: str) -> list[str]:
+    """The ``datasets:`` entries of a model card's YAML front matter (may be empty)."""
+    import yaml
+
+    lines = card_text.lstrip("\ufeff").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return []
+    try:
+        end = next(i for i, line in enumerate(lines[1:], 1) if line.strip() == "---")
+    except StopIteration:
+        return []
+    try:
+        metadata = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError:
+        return []
+    if not isinstance(metadata, dict):
+        return []
+    declared = metadata.get("datasets")
+    if isinstance(declared, str):
+        declared = [declared]
+    if not isinstance(declared, list):
+        return []
+    return [str(entry).strip() for entry in declared if str(entry).strip()]
+
+
+def _model_card_text(resolved: ResolvedModel, settings: RunSettings) -> str | None:
+    local = Path(resolved.local_dir) / "README.md"
+    if local.is_file():
+        return local.read_text(encoding="utf-8", errors="replace")
+    if Path(settings.model).expanduser().exists():
+        return None  # a local model without a card
+    from certify import hub
+
+    try:
+        folder, _ = hub.download_snapshot(
+            settings.model,
+            settings.model_revision,
+            ["README.md"],
+            endpoint=settings.endpoint,
+            token=settings.token,
+        )
+    except CertifyError:
+        return None
+    card = Path(folder) / "README.md"
+    return card.read_text(encoding="utf-8", errors="replace") if card.is_file() else None
+
+
+def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetChoice:
+    """``--dataset`` if given, else the card's first ``datasets:`` entry, else the fallback."""
+    if settings.dataset is not None:
+        return DatasetChoice(
+            source=settings.dataset,
+            max_documents=settings.max_documents,
+            note=f"dataset: {settings.dataset}",
+            assumption=None,
+            defaulted=False,
+        )
+    limit = settings.max_documents if settings.max_documents is not None else DEFAULT_MAX_DOCUMENTS
+    card = _model_card_text(resolved, settings)
+    declared = card_datasets(card) if card is not None else []
+    if declared:
+        source = declared[0]
+        return DatasetChoice(
+            source=source,
+            max_documents=limit,
+            note=(
+                f"no --dataset given: using {source}, the first training dataset the model "
+                f"card declares (first {limit} documents; --max-documents changes that)"
+            ),
+            assumption=(
+                f"The dataset was not given; certify used {source}, the first entry of "
+                f"`datasets:` in the model card of {settings.model}, limited to its first "
+                f"{limit} documents."
+            ),
+            defaulted=True,
+        )
+    return DatasetChoice(
+        source=FALLBACK_DATASET,
+        max_documents=limit,
+        note=(
+            f"no --dataset given and the model card declares none: falling back to "
+            f"{FALLBACK_DATASET} (LLM360's public pretraining corpus, the one Lotfi et al. "
+            f"used for LLaMA-2), first {limit} documents; pass --dataset for your model's "
+            "own training data"
+        ),
+        assumption=(
+            f"No dataset was given or declared by the model card; certify used the public "
+            f"pretraining corpus {FALLBACK_DATASET} (first {limit} documents), which need not "
+            "be this model's training data: the bound is about the risk on that stream."
+        ),
+        defaulted=True,
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_settings(settings: RunSettings) -> None:
+    if not 0.0 < settings.delta < 1.0:
+        raise InvalidInputError(f"must lie in (0, 1), got {settings.delta}", field="--delta")
+    evaluation = settings.evaluation
+    if evaluation.chunk_tokens < 1:
+        raise InvalidInputError("must be at least 1", field="--chunk-tokens")
+    if evaluation.context_tokens < 0:
+        raise InvalidInputError("must be 0 or more", field="--context-tokens")
+    if not evaluation.exhaustive and evaluation.samples < 2:
+        raise InvalidInputError(
+            "must be at least 2 (the empirical Bernstein term needs a variance)",
+            field="--samples",
+        )
+    for alpha in evaluation.alphas:
+        if not 0.0 < alpha < 1.0:
+            raise InvalidInputError(f"every α must lie in (0, 1), got {alpha}", field="--alphas")
+    for k in evaluation.top_k:
+        if k < 1:
+            raise InvalidInputError(f"every k must be at least 1, got {k}", field="--top-k")
+    if not evaluation.alphas and not evaluation.top_k:
+        raise InvalidInputError("give at least one α or one k", field="--alphas")
+    for bits, group_size in settings.auto_grid:
+        if bits < 1 or group_size < 1:
+            raise InvalidInputError(
+                f"grid entry ({bits}, {group_size}) must be positive", field="auto_grid"
+            )
+    if settings.auto_grid and len(set(settings.auto_grid)) != len(settings.auto_grid):
+        raise InvalidInputError("grid entries must be distinct", field="auto_grid")
+
+
+def _search_seed(seed: int) -> int:
+    """The search sample's seed: a different stream from the certification sample's."""
+    return (seed * 1_000_003 + 0x5EA2C4) % (2**63)
+
+
+def _tool_version() -> str:
+    from certify import __version__
+
+    return __version__
+
+
+def _load_artifact_tokenizer(artifact_path: Path) -> Any:
+    """The tokenizer embedded in the artifact (the predictor's own tokenizer)."""
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    from certify import container
+
+    with tempfile.TemporaryDirectory(prefix="certify-tokenizer-") as scratch:
+        for name, content in container.read_embedded_files(artifact_path).items():
+            (Path(scratch) / Path(name).name).write_bytes(content)
+        return AutoTokenizer.from_pretrained(scratch)
+
+
+def _bos_token_id(tokenizer: Any) -> int:
+    for value in (tokenizer.bos_token_id, tokenizer.eos_token_id):
+        if value is not None:
+            return int(value)
+    raise DataError("the tokenizer has neither a BOS nor an EOS token; certify needs one")
+
+
+def _model_record(resolved: ResolvedModel, artifact: ArtifactRecord) -> ModelRecord:
+    config = resolved.config
+    vocab_size = config.get("vocab_size")
+    if vocab_size is None and isinstance(config.get("text_config"), dict):
+        vocab_size = config["text_config"].get("vocab_size")
+    return ModelRecord(
+        source=resolved.source,
+        revision=resolved.revision,
+        architecture=resolved.architecture,
+        parameters=int(artifact.parameters),
+        vocab_size=int(vocab_size or 0),
+    )
+
+
+def _artifact_from_dict(data: dict[str, Any]) -> ArtifactRecord:
+    return ArtifactRecord(**data)
+
+
+def _dataset_from_dict(data: dict[str, Any]) -> DatasetRecord:
+    return DatasetRecord(**data)
+
+
+def cpu_estimate_seconds(parameters: int, tokens: int, threads: int) -> float:
+    """Rough CPU time of scoring ``tokens`` tokens with a ``parameters``-parameter model."""
+    return 2.0 * parameters * tokens / (CPU_FLOPS_PER_THREAD * max(threads, 1))
+
+
+def _format_minutes(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class _Pipeline:
+    def __init__(
+        self,
+        settings: RunSettings,
+        progress: ProgressCallback | None,
+        log: LogCallback | None,
+    ) -> None:
+        self.settings = settings
+        self.run_dir = Path(settings.out_dir)
+        self.state_dir = self.run_dir / STATE_DIR
+        self.store = StageStore(self.run_dir)
+        self.run_log = RunLog(self.run_dir / LOG_NAME, log)
+        self.runner = _Runner(self.run_log, progress)
+        self._decoded: dict[str, tuple[Any, Any]] = {}
+        self._device: str | None = None
+        self._cpu_warned = False
+        self.repo_id: str | None = settings.repo_id
+
+    # ---- stages
+
+    def resolve(self) -> ResolvedModel:
+        from certify.models import resolve_model
+
+        settings = self.settings
+        with self.runner.stage("resolve"):
+            return resolve_model(
+                settings.model,
+                settings.model_revision,
+                trust_remote_code=settings.trust_remote_code,
+                endpoint=settings.endpoint,
+                token=settings.token,
+            )
+
+    def compress(
+        self, resolved: ResolvedModel, quantization: QuantizationSettings, name: str, relative: str
+    ) -> ArtifactRecord:
+        from certify import container
+
+        inputs = sha256_json(
+            {
+                "model_revision": resolved.revision,
+                "quantization": to_dict(quantization),
+                "tool": _tool_version(),
+            }
+        )
+        manifest = self.store.lookup(name, inputs)
+        if manifest is not None:
+            self.runner.reused(name)
+            return _artifact_from_dict(manifest["record"])
+        with self.runner.stage(name):
+            target = self.run_dir / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = _temp_name(target)
+            try:
+                record = container.compress_model(
+                    resolved, quantization, temp, progress=self.runner.report(name)
+                )
+                os.replace(temp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            record = dataclasses.replace(record, path=relative)
+            self.store.store(name, inputs, (relative,), to_dict(record))
+        return record
+
+    def tokenize(self, artifact_path: Path, choice: DatasetChoice) -> tuple[Any, int]:
+        """(opened shards, BOS id) for the chosen dataset with the artifact's tokenizer."""
+        from certify import data
+
+        settings = self.settings
+        name = "tokenize"
+        tokenizer = _load_artifact_tokenizer(artifact_path)
+        tokenizer_hash = data.tokenizer_sha256(tokenizer)
+        cache_key = sha256_json(
+            {
+                "source": choice.source,
+                "revision": settings.dataset_revision,
+                "text_column": settings.text_column,
+                "max_documents": choice.max_documents,
+                "tokenizer_sha256": tokenizer_hash,
+            }
+        )
+        cache_root = (
+            Path(settings.shard_cache_dir)
+            if settings.shard_cache_dir is not None
+            else self.state_dir / "shards"
+        )
+        shard_dir = cache_root / cache_key[:24]
+        index = shard_dir / "index.json"
+        before = index.stat().st_mtime_ns if index.is_file() else None
+        start = time.perf_counter()
+        with self.runner.stage(name):
+            shards = data.tokenize_source(
+                choice.source,
+                tokenizer,
+                shard_dir,
+                text_column=settings.text_column,
+                max_documents=choice.max_documents,
+                revision=settings.dataset_revision,
+                token=settings.token,
+                endpoint=settings.endpoint,
+                progress=self.runner.report(name),
+            )
+        after = index.stat().st_mtime_ns if index.is_file() else None
+        if before is not None and before == after:
+            # the shard folder was already complete: report it as reused
+            self.runner.timings[-1] = StageTiming(
+                stage=name, seconds=time.perf_counter() - start, reused=True
+            )
+        return shards, _bos_token_id(tokenizer)
+
+    def _decoded_model(self, artifact_path: Path) -> tuple[Any, Any]:
+        from certify import risk
+
+        key = str(artifact_path)
+        if key not in self._decoded:
+            self._decoded.clear()  # one decoded model in memory at a time
+            evaluation = self.settings.evaluation
+            name = (
+                "decode"
+                if artifact_path.parent == self.run_dir
+                else f"decode[{artifact_path.parent.name}]"
+            )
+            with self.runner.stage(name):
+                self._decoded[key] = risk.load_for_evaluation(
+                    artifact_path, device=evaluation.device, dtype=evaluation.dtype
+                )
+        return self._decoded[key]
+
+    def _warn_cpu(self, model: Any, artifact: ArtifactRecord, evaluations: int) -> None:
+        if self._cpu_warned:
+            return
+        self._cpu_warned = True
+        device = str(model.get_input_embeddings().weight.device)
+        if not device.startswith("cpu"):
+            return
+        import torch
+
+        evaluation = self.settings.evaluation
+        per_sample = evaluation.chunk_tokens + evaluation.context_tokens + 1
+        tokens = evaluation.samples * per_sample * evaluations
+        seconds = cpu_estimate_seconds(artifact.parameters, tokens, torch.get_num_threads())
+        if seconds < 120:
+            return
+        self.run_log.note(
+            f"evaluating on CPU: about {tokens:,} tokens through a {artifact.parameters:,}-"
+            f"parameter model, roughly {_format_minutes(seconds)}; for a quick look pass "
+            "smaller settings, e.g. --samples 64 --chunk-tokens 256 (a GPU machine runs the "
+            "defaults; see README 'GPU')"
+        )
+
+    def evaluate(
+        self,
+        artifact: ArtifactRecord,
+        shards: Any,
+        bos_token_id: int,
+        *,
+        name: str,
+        seed: int,
+        out_relative: str,
+        evaluations: int,
+    ) -> RiskRecord:
+        from certify import risk
+
+        evaluation = dataclasses.replace(self.settings.evaluation, seed=seed)
+        inputs = sha256_json(
+            {
+                "artifact_sha256": artifact.sha256,
+                "shards_sha256": shards.record.shards_sha256,
+                "evaluation": to_dict(evaluation),
+                "bos_token_id": bos_token_id,
+                "tool": _tool_version(),
+            }
+        )
+        manifest = self.store.lookup(name, inputs)
+        if manifest is not None:
+            self.runner.reused(name)
+            return risk.risk_from_dict(manifest["record"])
+        artifact_path = self.run_dir / artifact.path
+        model, _ = self._decoded_model(artifact_path)
+        self._warn_cpu(model, artifact, evaluations)
+        checkpoint = self.state_dir / "checkpoints" / f"{name}-{inputs[:16]}.json"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        with self.runner.stage(name):
+            record = risk.evaluate(
+                model,
+                shards,
+                evaluation,
+                bos_token_id=bos_token_id,
+                progress=self.runner.report(name),
+                checkpoint_path=checkpoint,
+                model_identity=artifact.decoded_weights_sha256,
+            )
+            document = risk.risk_to_dict(record)
+            _write_json(self.run_dir / out_relative, document)
+            self.store.store(name, inputs, (out_relative,), document)
+        with contextlib.suppress(FileNotFoundError):
+            checkpoint.unlink()
+        return record
+
+    def bound(
+        self, artifact: ArtifactRecord, risk_record: RiskRecord, configurations: int
+    ) -> BoundResult:
+        from certify.bound import compute_bound
+
+        settings = self.settings
+        with self.runner.stage("bound"):
+            return compute_bound(
+                BoundInput(
+                    vocab_size=risk_record.vocab_size,
+                    n_tokens=risk_record.n_tokens,
+                    size_bytes=artifact.size_bytes,
+                    metrics=risk_record.metrics,
+                    hyperparameter_configurations=configurations,
+                    delta=settings.delta,
+                    sampling_method="exhaustive" if settings.evaluation.exhaustive else "bernstein",
+                    heldout=settings.heldout,
+                )
+            )
+
+    # ---- the whole run
+
+    def run(self) -> RunResult:
+        settings = self.settings
+        _check_settings(settings)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        sweep_temp_files(self.run_dir)
+        self.run_log.event(
+            event="run",
+            model=settings.model,
+            dataset=settings.dataset,
+            settings=_public_settings(settings),
+        )
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            raise InterruptedRunError(
+                "interrupted; finished stages are kept and nothing half-written was left",
+                hint="run the same command again to continue",
+            ) from None
+        finally:
+            sweep_temp_files(self.run_dir)
+
+    def _run(self) -> RunResult:
+        settings = self.settings
+        resolved = self.resolve()
+        choice = choose_dataset(settings, resolved)
+        if choice.defaulted:
+            self.run_log.note(choice.note)
+        else:
+            self.run_log.event(event="note", message=choice.note)
+
+        grid = settings.auto_grid
+        configurations = max(len(grid), 1)
+        search: list[SearchCandidate] = []
+        if grid:
+            artifact, risk_record, bound_result, search = self._search(resolved, choice, grid)
+        else:
+            artifact = self.compress(resolved, settings.quantization, "compress", ARTIFACT_NAME)
+            shards, bos_token_id = self.tokenize(self.run_dir / artifact.path, choice)
+            risk_record = self.evaluate(
+                artifact,
+                shards,
+                bos_token_id,
+                name="evaluate",
+                seed=settings.evaluation.seed,
+                out_relative=RISK_NAME,
+                evaluations=1,
+            )
+            bound_result = self.bound(artifact, risk_record, configurations)
+        self._decoded.clear()
+        dataset_record = risk_record.data
+        if dataset_record is None:
+            raise DataError("the evaluation did not record its dataset; this is a bug")
+
+        if settings.push and self.repo_id is None:
+            self.repo_id = self._default_repo_id()
+        _certificate, fingerprint, key_path, key_created = self._certify(
+            resolved, artifact, dataset_record, risk_record, bound_result, choice, grid
+        )
+        pushed = self._push() if settings.push else None
+        result = self._result(
+            resolved,
+            artifact,
+            bound_result,
+            choice,
+            fingerprint,
+            key_path,
+            key_created,
+            search,
+            pushed,
+        )
+        _write_json(self.state_dir / "result.json", result_to_dict(result))
+        return result
+
+    def _search(
+        self, resolved: ResolvedModel, choice: DatasetChoice, grid: tuple[tuple[int, int], ...]
+    ) -> tuple[ArtifactRecord, RiskRecord, BoundResult, list[SearchCandidate]]:
+        settings = self.settings
+        configurations = len(grid)
+        scored: list[tuple[float, int, ArtifactRecord, BoundResult]] = []
+        shards = None
+        bos_token_id = 0
+        for number, (bits, group_size) in enumerate(grid):
+            label = f"b{bits}-g{group_size}"
+            quantization = dataclasses.replace(
+                settings.quantization, bits=bits, group_size=group_size
+            )
+            relative = f"{STATE_DIR}/candidates/{label}/{ARTIFACT_NAME}"
+            artifact = self.compress(resolved, quantization, f"compress[{label}]", relative)
+            if shards is None:
+                shards, bos_token_id = self.tokenize(self.run_dir / artifact.path, choice)
+            risk_record = self.evaluate(
+                artifact,
+                shards,
+                bos_token_id,
+                name=f"search[{label}]",
+                seed=_search_seed(settings.evaluation.seed),
+                out_relative=f"{STATE_DIR}/candidates/{label}/{RISK_NAME}",
+                evaluations=configurations + 1,
+            )
+            with self.runner.stage(f"bound[{label}]"):
+                from certify.bound import compute_bound
+
+                result = compute_bound(
+                    BoundInput(
+                        vocab_size=risk_record.vocab_size,
+                        n_tokens=risk_record.n_tokens,
+                        size_bytes=artifact.size_bytes,
+                        metrics=risk_record.metrics,
+                        hyperparameter_configurations=configurations,
+                        delta=settings.delta,
+                        sampling_method="exhaustive"
+                        if settings.evaluation.exhaustive
+                        else "bernstein",
+                        heldout=settings.heldout,
+                    )
+                )
+            headline = result.summary.get("bits_per_token_bound")
+            key = float(headline) if headline is not None else math.inf
+            scored.append((key, number, artifact, result))
+        best_key, best_number, best_artifact, _ = min(scored, key=lambda item: (item[0], item[1]))
+        self.run_log.note(
+            f"--bits auto: kept {best_artifact.quantization.get('bits')} bits, group size "
+            f"{best_artifact.quantization.get('group_size')} of {configurations} configurations "
+            f"(search bound {best_key:.4f} bits/token); certifying it on a fresh sample"
+        )
+        # publish the chosen candidate as the run's artifact (same bytes, same hash)
+        name = "select"
+        inputs = sha256_json({"artifact_sha256": best_artifact.sha256})
+        if self.store.lookup(name, inputs) is not None:
+            self.runner.reused(name)
+        else:
+            with self.runner.stage(name):
+                _copy_atomically(self.run_dir / best_artifact.path, self.run_dir / ARTIFACT_NAME)
+                self.store.store(name, inputs, (ARTIFACT_NAME,))
+        artifact = dataclasses.replace(best_artifact, path=ARTIFACT_NAME)
+        assert shards is not None  # the grid is non-empty (checked)
+        risk_record = self.evaluate(
+            artifact,
+            shards,
+            bos_token_id,
+            name="evaluate",
+            seed=settings.evaluation.seed,
+            out_relative=RISK_NAME,
+            evaluations=1,
+        )
+        bound_result = self.bound(artifact, risk_record, configurations)
+        search = [
+            SearchCandidate(
+                bits=int(candidate.quantization.get("bits", 0)),
+                group_size=int(candidate.quantization.get("group_size", 0)),
+                size_bytes=candidate.size_bytes,
+                bits_per_parameter=candidate.bits_per_parameter,
+                bits_per_token_bound=None if math.isinf(key) else key,
+                chosen=number == best_number,
+            )
+            for key, number, candidate, _ in scored
+        ]
+        return artifact, risk_record, bound_result, search
+
+    def _certify(
+        self,
+        resolved: ResolvedModel,
+        artifact: ArtifactRecord,
+        dataset_record: DatasetRecord,
+        risk_record: RiskRecord,
+        bound_result: BoundResult,
+        choice: DatasetChoice,
+        grid: tuple[tuple[int, int], ...],
+    ) -> tuple[dict[str, Any], str, str, bool]:
+        from certify import certificate as certificate_module
+        from certify import signing
+        from certify.bound import bound_result_to_dict
+
+        settings = self.settings
+        model_record = _model_record(resolved, artifact)
+        assumptions = []
+        if choice.assumption:
+            assumptions.append(choice.assumption)
+        if grid:
+            assumptions.append(
+                f"--bits auto searched {len(grid)} configurations (bits, group size) "
+                f"{', '.join(f'({b}, {g})' for b, g in grid)}; the prior is uniform over them "
+                f"(ln {len(grid)} nats added) and the kept one was re-evaluated on a fresh "
+                "sample for the sampling term."
+            )
+        certificate_inputs = {
+            "artifact_sha256": artifact.sha256,
+            "risk_sha256": self.store.output_hash("evaluate", RISK_NAME),
+            "model": to_dict(model_record),
+            "data": to_dict(dataset_record),
+            "bound": bound_result_to_dict(bound_result),
+            "assumptions": assumptions,
+            "grid": [list(entry) for entry in grid],
+            "tool": _tool_version(),
+        }
+        inputs = sha256_json(certificate_inputs)
+        name = "certificate"
+        manifest = self.store.lookup(name, inputs)
+        if manifest is not None:
+            self.runner.reused(name)
+            certificate = json.loads((self.run_dir / CERTIFICATE_NAME).read_text("utf-8"))
+        else:
+            with self.runner.stage(name):
+                certificate = certificate_module.build_certificate(
+                    model_record,
+                    artifact,
+                    dataset_record,
+                    risk_record,
+                    bound_result,
+                    assumptions=assumptions,
+                )
+                certificate_module.write_certificate(certificate, self.run_dir / CERTIFICATE_NAME)
+                self.store.store(name, inputs, (CERTIFICATE_NAME,))
+
+        key_path, public_pem, key_created = self._signing_key()
+        fingerprint = signing.public_key_fingerprint(public_pem)
+        certificate_sha = self.store.output_hash(name, CERTIFICATE_NAME)
+        sign_inputs = sha256_json(
+            {"certificate_sha256": certificate_sha, "key_fingerprint": fingerprint}
+        )
+        name = "sign"
+        if self.store.lookup(name, sign_inputs) is not None:
+            self.runner.reused(name)
+        else:
+            with self.runner.stage(name):
+                passphrase = (
+                    settings.key_passphrase.encode("utf-8")
+                    if settings.key_passphrase is not None
+                    else None
+                )
+                statement = signing.build_statement(certificate, self.run_dir)
+                envelope = signing.sign_statement(statement, key_path, passphrase)
+                write_atomically(self.run_dir / ENVELOPE_NAME, signing.envelope_bytes(envelope))
+                public_copy = self.run_dir / signing.PUBLIC_KEY_NAME
+                write_atomically(public_copy, public_pem)
+                self.store.store(name, sign_inputs, (ENVELOPE_NAME, signing.PUBLIC_KEY_NAME))
+
+        self._card(certificate, certificate_sha, fingerprint, choice)
+        return certificate, fingerprint, key_path, key_created
+
+    def _signing_key(self) -> tuple[str, bytes, bool]:
+        """(private key path, public key PEM, created now) — a key is made on first use."""
+        from certify import signing
+
+        settings = self.settings
+        passphrase = (
+            settings.key_passphrase.encode("utf-8") if settings.key_passphrase is not None else None
+        )
+        if settings.key_path is not None:
+            private_path = Path(settings.key_path).expanduser()
+            if not private_path.is_file():
+                raise InvalidInputError(
+                    f"{private_path} does not exist",
+                    field="--key",
+                    hint="pass a PEM private key made by certify keygen, or omit --key",
+                )
+            created = False
+        else:
+            private_path = Path(settings.key_dir).expanduser() / signing.PRIVATE_KEY_NAME
+            created = not private_path.is_file()
+            if created:
+                signing.generate_key(private_path.parent, passphrase)
+                self.run_log.note(f"created a signing key in {private_path.parent}")
+        from cryptography.hazmat.primitives import serialization
+
+        private_key = signing.load_private_key(private_path, passphrase)
+        public_pem = private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return str(private_path), public_pem, created
+
+    def _card(
+        self,
+        certificate: dict[str, Any],
+        certificate_sha: str,
+        fingerprint: str,
+        choice: DatasetChoice,
+    ) -> None:
+        from certify import card
+
+        settings = self.settings
+        inputs = sha256_json(
+            {
+                "certificate_sha256": certificate_sha,
+                "key_fingerprint": fingerprint,
+                "base_model": settings.model,
+                "dataset": choice.source,
+                "repo_id": self.repo_id,
+                "tool": _tool_version(),
+            }
+        )
+        name = "card"
+        if self.store.lookup(name, inputs) is not None:
+            self.runner.reused(name)
+            return
+        with self.runner.stage(name):
+            text = card.render_card(
+                certificate,
+                key_fingerprint=fingerprint,
+                base_model=settings.model,
+                dataset=choice.source,
+                plot_filename=PLOT_NAME,
+                repo_id=self.repo_id,
+                endpoint=settings.endpoint,
+            )
+            write_atomically(self.run_dir / CARD_NAME, text.encode("utf-8"))
+            plot = self.run_dir / PLOT_NAME
+            temp = _temp_name(plot).with_suffix(".png")
+            try:
+                card.plot_bound(certificate, temp)
+                os.replace(temp, plot)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            self.store.store(name, inputs, (CARD_NAME, PLOT_NAME))
+
+    def _push(self) -> dict[str, Any]:
+        from certify import hub
+
+        settings = self.settings
+        with self.runner.stage("push"):
+            assert self.repo_id is not None  # set in _run when pushing
+            result = hub.push_run(
+                self.run_dir,
+                self.repo_id,
+                private=settings.private,
+                revision=settings.revision,
+                commit_message="certify run: model.certz + signed certificate",
+                endpoint=settings.endpoint,
+                token=settings.token,
+            )
+        return to_dict(result) if dataclasses.is_dataclass(result) else dict(result)
+
+    def _default_repo_id(self) -> str:
+        """<your Hub name>/<model name>-certified, when --push comes without --repo-id."""
+        from certify import hub
+
+        settings = self.settings
+        whoami = getattr(hub, "whoami", None)
+        if whoami is not None:
+            user = str(whoami(endpoint=settings.endpoint, token=settings.token))
+        else:
+            try:
+                user = str(hub._hf_api(settings.endpoint, settings.token).whoami()["name"])
+            except Exception as error:
+                raise UsageError(
+                    "--push without --repo-id needs the Hub to say who you are",
+                    field="--repo-id",
+                    hint="pass --repo-id NAMESPACE/NAME or set HF_TOKEN",
+                ) from error
+        name = Path(settings.model.rstrip("/")).name
+        name = name[: -len(".gguf")] if name.lower().endswith(".gguf") else name
+        repo_id = f"{user}/{name}-certified"
+        self.run_log.note(f"no --repo-id given: pushing to {repo_id}")
+        return repo_id
+
+    def _result(
+        self,
+        resolved: ResolvedModel,
+        artifact: ArtifactRecord,
+        bound_result: BoundResult,
+        choice: DatasetChoice,
+        fingerprint: str,
+        key_path: str,
+        key_created: bool,
+        search: list[SearchCandidate],
+        pushed: dict[str, Any] | None,
+    ) -> RunResult:
+        from certify.bound import perplexity_bound
+
+        metrics = tuple(
+            MetricSummary(
+                name=metric.name,
+                alpha=metric.alpha,
+                k=metric.k,
+                empirical=metric.sample_mean,
+                bound=metric.bound,
+                perplexity_bound=(
+                    _finite_or_none(perplexity_bound(metric.bound))
+                    if metric.name == "bits"
+                    else None
+                ),
+            )
+            for metric in bound_result.metrics
+        )
+        timings = tuple(self.runner.timings)
+        summary = bound_result.summary
+        run_dir = self.run_dir
+        return RunResult(
+            run_dir=str(run_dir),
+            artifact_path=str(run_dir / ARTIFACT_NAME),
+            certificate_path=str(run_dir / CERTIFICATE_NAME),
+            envelope_path=str(run_dir / ENVELOPE_NAME),
+            card_path=str(run_dir / CARD_NAME),
+            plot_path=str(run_dir / PLOT_NAME),
+            risk_path=str(run_dir / RISK_NAME),
+            log_path=str(run_dir / LOG_NAME),
+            model_source=resolved.source,
+            dataset_source=choice.source,
+            dataset_note=choice.note,
+            size_bytes=artifact.size_bytes,
+            bits_per_parameter=artifact.bits_per_parameter,
+            quantization=dict(artifact.quantization),
+            metrics=metrics,
+            bits_per_token_bound=summary.get("bits_per_token_bound"),
+            perplexity_bound=summary.get("perplexity_bound"),
+            key_fingerprint=fingerprint,
+            key_path=key_path,
+            public_key_path=str(_public_key_path(Path(key_path), run_dir)),
+            key_created=key_created,
+            stages=timings,
+            reused_stages=tuple(timing.stage for timing in timings if timing.reused),
+            search=tuple(search),
+            pushed=pushed,
+        )
+
+
+def _public_key_path(private_key_path: Path, run_dir: Path) -> Path:
+    """The signer's public key: beside the private key if there, else the run's copy."""
+    from certify.signing import PUBLIC_KEY_NAME
+
+    beside = private_key_path.with_name(PUBLIC_KEY_NAME)
+    return beside if beside.is_file() else run_dir / PUBLIC_KEY_NAME
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _public_settings(settings: RunSettings) -> dict[str, Any]:
+    """Settings without secrets (for the log)."""
+    data = to_dict(settings)
+    data.pop("token", None)
+    data.pop("key_passphrase", None)
+    return data
+
+
+def run(
+    settings: RunSettings,
+    *,
+    progress: ProgressCallback | None = None,
+    log: LogCallback | None = None,
+) -> RunResult:
+    """Run every stage for ``settings`` in ``settings.out_dir``; reuse finished stages.
+
+    ``progress(stage, done, total)`` is called as stages advance (total 0 when unknown;
+    ``done == total == 1`` when a stage finished or was reused); ``log(message)`` gets
+    notes worth showing a person (dataset choice, CPU time estimate, key creation).
+    Raises :class:`~certify.errors.InterruptedRunError` on Ctrl-C after removing any
+    half-written file; running again continues from the finished stages.
+    """
+    return _Pipeline(settings, progress, log).run()
+
+
+def result_to_dict(result: RunResult) -> dict[str, Any]:
+    """JSON-ready summary of a run (what ``certify run --json`` prints)."""
+    return to_dict(result)

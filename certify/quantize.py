@@ -1,0 +1,312 @@
+"""Deterministic group-wise round-to-nearest (RTN) quantization of one tensor.
+
+The tensor is flattened in row-major order and cut into consecutive groups of
+``group_size`` values; for an ``[out, in]`` matrix with ``in % group_size == 0`` a
+group is part of one row. If the element count is not a multiple of the group
+size, the last group is shorter (it holds the remaining values and gets its own
+scale). Each group ``j`` has an integer zero point ``z_j`` and a scale ``s_j``;
+value ``i`` of the group is stored as the code ``q_i`` and decodes to
+``(q_i - z_j) * s_j`` in float32.
+
+Scales are not stored as floats: each is a code ``k`` (one byte) on a logarithmic
+grid shared by the whole tensor, ``scale(k) = 2 ** (scale_exponent + k / 16)``
+(16 steps per octave, 16 octaves), evaluated exactly as
+``ldexp(FRACTIONAL_POWERS[k % 16], scale_exponent + k // 16)`` with the float32
+constants below. The quantizer first picks the smallest grid scale that covers
+the group's range, then computes zero point and codes *with that scale*, so what
+is stored is exactly what dequantization uses and every value is within half a
+scale step of its original (no clipping). Docs: docs/FORMAT.md, "Quantized tensor
+payload".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from certify.errors import InvalidInputError
+
+MIN_BITS = 2
+MAX_BITS = 8
+MAX_GROUP_SIZE = 1 << 20
+SCALE_STEPS_PER_OCTAVE = 16
+SCALE_CODES = 256
+#: float32(2 ** (j / 16)) for j = 0..15, written out so the grid never depends on libm.
+FRACTIONAL_POWERS = np.array(
+    [
+        float.fromhex(text)
+        for text in (
+            "0x1.0000000000000p+0",
+            "0x1.0b55860000000p+0",
+            "0x1.172b840000000p+0",
+            "0x1.2387a60000000p+0",
+            "0x1.306fe00000000p+0",
+            "0x1.3dea640000000p+0",
+            "0x1.4bfdae0000000p+0",
+            "0x1.5ab07e0000000p+0",
+            "0x1.6a09e60000000p+0",
+            "0x1.7a11480000000p+0",
+            "0x1.8ace540000000p+0",
+            "0x1.9c49180000000p+0",
+            "0x1.ae89fa0000000p+0",
+            "0x1.c199be0000000p+0",
+            "0x1.d5818e0000000p+0",
+            "0x1.ea4afa0000000p+0",
+        )
+    ],
+    dtype=np.float32,
+)
+#: float32 normal range: the grid (exponent .. exponent + 16) must stay inside it.
+MIN_SCALE_EXPONENT = -126
+MAX_SCALE_EXPONENT = 127 - (SCALE_CODES // SCALE_STEPS_PER_OCTAVE)
+#: Values are processed in blocks of about this many elements, so temporaries stay small.
+_BLOCK_ELEMENTS = 1 << 18
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedTensor:
+    """Integer codes and side information of one group-wise quantized tensor.
+
+    ``codes`` (uint8, one per element, row-major) lie in ``[0, 2**bits)``.
+    ``scale_codes`` (uint8, one per group) index the tensor's scale grid
+    (see :func:`scale_grid`); ``zero_points`` (uint8, one per group) are empty for
+    symmetric quantization, whose zero point is ``2 ** (bits - 1)``.
+    """
+
+    shape: tuple[int, ...]
+    bits: int
+    group_size: int
+    symmetric: bool
+    codes: np.ndarray
+    scale_exponent: int
+    scale_codes: np.ndarray
+    zero_points: np.ndarray
+
+    @property
+    def numel(self) -> int:
+        """Number of elements of the tensor."""
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def num_groups(self) -> int:
+        """Number of groups (the last may be partial)."""
+        return group_count(self.numel, self.group_size)
+
+    def scales(self) -> np.ndarray:
+        """Per-group scales as float32 (exactly the values dequantization uses)."""
+        return scale_grid(self.scale_exponent)[self.scale_codes]
+
+    def group_zero_points(self) -> np.ndarray:
+        """Per-group zero points as uint8 (the constant ``2**(bits-1)`` if symmetric)."""
+        if self.symmetric:
+            return np.full(self.num_groups, 1 << (self.bits - 1), dtype=np.uint8)
+        return self.zero_points
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QuantizedTensor):
+            return NotImplemented
+        return (
+            self.shape == other.shape
+            and self.bits == other.bits
+            and self.group_size == other.group_size
+            and self.symmetric == other.symmetric
+            and self.scale_exponent == other.scale_exponent
+            and np.array_equal(self.codes, other.codes)
+            and np.array_equal(self.scale_codes, other.scale_codes)
+            and np.array_equal(self.zero_points, other.zero_points)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def group_count(numel: int, group_size: int) -> int:
+    """Number of groups of ``group_size`` (last one partial) covering ``numel`` values."""
+    return -(-numel // group_size)
+
+
+def scale_grid(scale_exponent: int) -> np.ndarray:
+    """The 256 float32 scales ``2 ** (scale_exponent + k / 16)``, increasing in ``k``."""
+    if not MIN_SCALE_EXPONENT <= scale_exponent <= MAX_SCALE_EXPONENT:
+        raise InvalidInputError(
+            f"must lie in [{MIN_SCALE_EXPONENT}, {MAX_SCALE_EXPONENT}], got {scale_exponent}",
+            field="scale_exponent",
+        )
+    k = np.arange(SCALE_CODES)
+    exponents = scale_exponent + k // SCALE_STEPS_PER_OCTAVE
+    grid = np.ldexp(FRACTIONAL_POWERS[k % SCALE_STEPS_PER_OCTAVE], exponents)
+    return grid.astype(np.float32)
+
+
+def validate_settings(bits: int, group_size: int) -> None:
+    """Raise :class:`InvalidInputError` unless ``bits`` and ``group_size`` are usable."""
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer):
+        raise InvalidInputError(f"must be an integer, got {bits!r}", field="bits")
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise InvalidInputError(
+            f"must be between {MIN_BITS} and {MAX_BITS}, got {bits}",
+            field="bits",
+            hint="pass e.g. --bits 4",
+        )
+    if isinstance(group_size, bool) or not isinstance(group_size, int | np.integer):
+        raise InvalidInputError(f"must be an integer, got {group_size!r}", field="group_size")
+    if not 1 <= group_size <= MAX_GROUP_SIZE:
+        raise InvalidInputError(
+            f"must be between 1 and {MAX_GROUP_SIZE}, got {group_size}",
+            field="group_size",
+            hint="typical values are 32, 64 or 128",
+        )
+
+
+def quantize_tensor(
+    weights: np.ndarray, bits: int, group_size: int, symmetric: bool = False
+) -> QuantizedTensor:
+    """Quantize ``weights`` group-wise with round-to-nearest.
+
+    Asymmetric (default): the group's range ``[min(w, 0), max(w, 0)]`` is covered by
+    ``2**bits - 1`` steps with an integer zero point. Symmetric: zero point
+    ``2**(bits-1)`` and the scale covers ``max|w|`` with ``2**(bits-1) - 1`` steps.
+    Deterministic (float32 IEEE arithmetic only). Raises :class:`InvalidInputError`
+    for bits outside 2-8, bad group sizes, non-numeric or non-finite weights.
+    """
+    validate_settings(bits, group_size)
+    bits = int(bits)
+    group_size = int(group_size)
+    array = np.asarray(weights)
+    if array.dtype.kind not in "fiu":
+        raise InvalidInputError(
+            f"must be a real numeric array, got dtype {array.dtype}", field="weights"
+        )
+    shape = tuple(int(d) for d in array.shape)
+    flat = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+    numel = flat.size
+    num_groups = group_count(numel, group_size)
+    max_code = (1 << bits) - 1
+    steps = float(max_code) if not symmetric else float((1 << (bits - 1)) - 1)
+
+    # Pass 1: the scale each group needs (group min/max via reshape; partial tail apart).
+    full = (numel // group_size) * group_size
+    lows = np.empty(num_groups, dtype=np.float32)
+    highs = np.empty(num_groups, dtype=np.float32)
+    if full:
+        blocks = flat[:full].reshape(-1, group_size)
+        np.min(blocks, axis=1, out=lows[: full // group_size])
+        np.max(blocks, axis=1, out=highs[: full // group_size])
+    if full < numel:
+        lows[-1] = flat[full:].min()
+        highs[-1] = flat[full:].max()
+    if num_groups and not (np.isfinite(lows).all() and np.isfinite(highs).all()):
+        raise InvalidInputError(
+            "contain NaN or infinite values", field="weights", hint="check the checkpoint"
+        )
+    np.minimum(lows, 0, out=lows)
+    np.maximum(highs, 0, out=highs)
+    with np.errstate(over="ignore"):  # an overflowing range is reported just below
+        needed = np.maximum(-lows, highs) if symmetric else highs - lows
+        needed /= np.float32(steps)
+    if num_groups and not np.isfinite(needed).all():
+        raise InvalidInputError(
+            "magnitude too large to quantize in float32", field="weights", hint="rescale them"
+        )
+
+    scale_exponent = _pick_scale_exponent(float(needed.max()) if num_groups else 0.0)
+    grid = scale_grid(scale_exponent)
+    scale_codes_int = np.searchsorted(grid, needed, side="left")
+    np.minimum(scale_codes_int, SCALE_CODES - 1, out=scale_codes_int)
+    scale_codes = scale_codes_int.astype(np.uint8)
+    scales = grid[scale_codes]
+    if symmetric:
+        zeros = np.full(num_groups, 1 << (bits - 1), dtype=np.float32)
+        stored_zero_points = np.zeros(0, dtype=np.uint8)
+    else:
+        zeros = np.rint(-lows / scales)
+        np.clip(zeros, 0, max_code, out=zeros)
+        stored_zero_points = zeros.astype(np.uint8)
+
+    # Pass 2: codes, in blocks of whole groups so temporaries stay cache-sized.
+    codes = np.empty(numel, dtype=np.uint8)
+    groups_per_block = max(1, _BLOCK_ELEMENTS // group_size)
+    full_groups = full // group_size
+    for first in range(0, full_groups, groups_per_block):
+        last = min(first + groups_per_block, full_groups)
+        values = flat[first * group_size : last * group_size].reshape(-1, group_size)
+        _codes_into(
+            values,
+            scales[first:last, None],
+            zeros[first:last, None],
+            max_code,
+            codes[first * group_size : last * group_size].reshape(-1, group_size),
+        )
+    if full < numel:
+        _codes_into(flat[full:], scales[-1], zeros[-1], max_code, codes[full:])
+    return QuantizedTensor(
+        shape=shape,
+        bits=bits,
+        group_size=group_size,
+        symmetric=bool(symmetric),
+        codes=codes,
+        scale_exponent=scale_exponent,
+        scale_codes=scale_codes,
+        zero_points=stored_zero_points,
+    )
+
+
+def _codes_into(
+    values: np.ndarray, scales: np.ndarray, zeros: np.ndarray, max_code: int, out: np.ndarray
+) -> None:
+    scaled = values / scales
+    np.rint(scaled, out=scaled)
+    scaled += zeros
+    np.clip(scaled, 0, max_code, out=scaled)
+    out[...] = scaled
+
+
+def _pick_scale_exponent(largest_needed_scale: float) -> int:
+    """Grid exponent whose top octave holds the largest scale any group needs."""
+    if largest_needed_scale <= 0.0:
+        return MIN_SCALE_EXPONENT
+    _, exponent = np.frexp(np.float32(largest_needed_scale))  # s = m * 2**e, m in [0.5, 1)
+    # s < 2**e = grid value of code 16*(e - E); the top code is 255 = 16*15 + 15, so
+    # E = e - 15 puts 2**e inside the grid and covers 15 octaves below it.
+    scale_exponent = int(exponent) - (SCALE_CODES // SCALE_STEPS_PER_OCTAVE - 1)
+    if scale_exponent > MAX_SCALE_EXPONENT:
+        raise InvalidInputError(
+            "magnitude too large to quantize in float32", field="weights", hint="rescale them"
+        )
+    return max(scale_exponent, MIN_SCALE_EXPONENT)
+
+
+def dequantize(q: QuantizedTensor) -> np.ndarray:
+    """Decoded float32 tensor of shape ``q.shape``: ``(code - zero_point) * scale``.
+
+    Exact and deterministic: every value is one float32 multiplication of a small
+    integer by a stored grid scale. This defines the weights of the decoded model.
+    """
+    numel = q.numel
+    if q.codes.shape != (numel,):
+        raise InvalidInputError(
+            f"expected {numel} codes for shape {q.shape}, got {q.codes.shape}", field="codes"
+        )
+    scales = q.scales()
+    zeros = q.group_zero_points().astype(np.float32)
+    if scales.shape != (q.num_groups,) or zeros.shape != (q.num_groups,):
+        raise InvalidInputError(
+            f"expected {q.num_groups} groups of side information", field="scale_codes"
+        )
+    out = np.empty(numel, dtype=np.float32)
+    g = q.group_size
+    full = (numel // g) * g
+    full_groups = full // g
+    groups_per_block = max(1, _BLOCK_ELEMENTS // g)
+    for first in range(0, full_groups, groups_per_block):
+        last = min(first + groups_per_block, full_groups)
+        block = out[first * g : last * g].reshape(-1, g)
+        block[...] = q.codes[first * g : last * g].reshape(-1, g)
+        block -= zeros[first:last, None]
+        block *= scales[first:last, None]
+    if full < numel:
+        tail = out[full:]
+        tail[...] = q.codes[full:]
+        tail -= zeros[-1]
+        tail *= scales[-1]
+    return out.reshape(q.shape)

@@ -1,0 +1,546 @@
+"""ECDSA P-256 keys, in-toto Statements and DSSE envelopes (``certificate.dsse.json``).
+
+* ``generate_key``          -- a P-256 key pair; the private key is created 0600 and
+  encrypted when a passphrase is given.
+* ``build_statement``       -- an in-toto Statement v1 whose subjects are the published
+  weight files (by sha256) and whose predicate is the certificate.
+* ``sign_statement``        -- a DSSE envelope over the statement (ECDSA-SHA256 of the
+  DSSE pre-authentication encoding).
+* ``verify_envelope``       -- strict parse + signature check against a public key.
+* ``write_model_signing_bundle`` / ``verify_model_signing_bundle`` -- an OpenSSF
+  model-signing bundle over a whole run folder, verifiable with
+  ``model_signing verify key``.
+
+Nothing here prints or logs key material; errors name files, never contents.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from certify.certificate import canonical_bytes, parse_json_strict
+from certify.errors import CertifyError, SigningError, VerificationError
+from certify.records import KeyPair
+
+__all__ = [
+    "INTOTO_STATEMENT_TYPE",
+    "MODEL_SIGNING_BUNDLE_NAME",
+    "PAYLOAD_TYPE",
+    "PREDICATE_TYPE",
+    "PRIVATE_KEY_NAME",
+    "PUBLIC_KEY_NAME",
+    "build_statement",
+    "dsse_pae",
+    "envelope_bytes",
+    "file_sha256",
+    "generate_key",
+    "load_envelope",
+    "load_private_key",
+    "load_public_key",
+    "parse_envelope",
+    "public_key_fingerprint",
+    "sign_run",
+    "sign_statement",
+    "verify_envelope",
+    "verify_model_signing_bundle",
+    "write_model_signing_bundle",
+]
+
+#: DSSE payload type of an in-toto statement
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+INTOTO_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+#: our predicate type; the trailing version changes with ``certificate_version``
+PREDICATE_TYPE = "https://certify.dev/certificate/v1"
+PRIVATE_KEY_NAME = "certify-signing-key.pem"
+PUBLIC_KEY_NAME = "certify-signing-key.pub.pem"
+#: the OpenSSF model-signing bundle written next to the run's files
+MODEL_SIGNING_BUNDLE_NAME = "model.sig"
+
+_ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
+_SIGNATURE_KEYS = frozenset({"keyid", "sig"})
+_STATEMENT_KEYS = frozenset({"_type", "subject", "predicateType", "predicate"})
+_SUBJECT_KEYS = frozenset({"name", "digest", "annotations"})
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def public_key_fingerprint(public_key: ec.EllipticCurvePublicKey | bytes | str) -> str:
+    """Hex sha256 of the DER SubjectPublicKeyInfo of a public key (object or PEM)."""
+    key = load_public_key(public_key) if isinstance(public_key, bytes | str) else public_key
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def load_public_key(pem: bytes | str) -> ec.EllipticCurvePublicKey:
+    """Parse a PEM public key and require ECDSA P-256."""
+    data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise VerificationError(
+            "the public key is not a PEM SubjectPublicKeyInfo",
+            hint="pass the .pub.pem file that `certify keygen` wrote",
+        ) from error
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise VerificationError("the public key is not an ECDSA P-256 key")
+    return key
+
+
+def load_private_key(
+    path: str | Path, passphrase: bytes | None = None
+) -> ec.EllipticCurvePrivateKey:
+    """Load a PEM private key (decrypting with ``passphrase``) and require P-256."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SigningError(
+            f"cannot read private key {path}: {error.strerror}",
+            hint="create one with `certify keygen`",
+        ) from error
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as error:  # encrypted without passphrase, or passphrase for plain key
+        if passphrase is None:
+            raise SigningError(
+                f"private key {path} is encrypted",
+                hint="set CERTIFY_KEY_PASSPHRASE to its passphrase",
+            ) from error
+        raise SigningError(
+            f"private key {path} is not encrypted but a passphrase was given",
+            hint="unset CERTIFY_KEY_PASSPHRASE",
+        ) from error
+    except (ValueError, UnsupportedAlgorithm) as error:
+        raise SigningError(
+            f"cannot load private key {path}: wrong passphrase or not a PEM private key",
+            hint="check CERTIFY_KEY_PASSPHRASE and the file",
+        ) from error
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise SigningError(f"private key {path} is not an ECDSA P-256 key")
+    return key
+
+
+def _write_new_file(path: Path, data: bytes, mode: int, force: bool) -> None:
+    """Write ``data`` to ``path`` atomically; the temp file has ``mode`` from creation."""
+    if path.exists() and not force:
+        raise SigningError(f"{path} already exists", hint="pass --force to overwrite it")
+    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def generate_key(
+    out_dir: str | Path, passphrase: bytes | None = None, *, force: bool = False
+) -> KeyPair:
+    """Create an ECDSA P-256 key pair in ``out_dir``.
+
+    The private key is PKCS#8 PEM, mode 0600 from creation, encrypted with the best
+    available scheme when ``passphrase`` is given. Refuses to overwrite either file
+    unless ``force``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    private_path = out / PRIVATE_KEY_NAME
+    public_path = out / PUBLIC_KEY_NAME
+    if not force:
+        for path in (private_path, public_path):
+            if path.exists():
+                raise SigningError(f"{path} already exists", hint="pass --force to overwrite it")
+    if passphrase is not None and not passphrase:
+        raise SigningError(
+            "the passphrase is empty", hint="unset CERTIFY_KEY_PASSPHRASE or set one"
+        )
+    key = ec.generate_private_key(ec.SECP256R1())
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    _write_new_file(private_path, private_pem, 0o600, force)
+    _write_new_file(public_path, public_pem, 0o644, force)
+    return KeyPair(
+        private_key_path=str(private_path),
+        public_key_path=str(public_path),
+        fingerprint=public_key_fingerprint(key.public_key()),
+    )
+
+
+# --------------------------------------------------------------------------- statement
+
+
+def file_sha256(path: str | Path) -> tuple[str, int]:
+    """(hex sha256, size in bytes) of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    size_bytes = 0
+    with open(path, "rb") as handle:
+        while piece := handle.read(_HASH_CHUNK_BYTES):
+            digest.update(piece)
+            size_bytes += len(piece)
+    return digest.hexdigest(), size_bytes
+
+
+def build_statement(
+    certificate: Mapping[str, Any], run_dir: str | Path, extra_subjects: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The in-toto Statement v1 of ``certificate``.
+
+    Subjects: the artifact (``certificate["artifact"]["path"]``) and every name in
+    ``extra_subjects`` (other published weight files), each a path relative to
+    ``run_dir``, with its sha256 and, as an annotation, its size in bytes. The
+    artifact's hash must equal the one the certificate records.
+    """
+    from certify.certificate import safe_relative_path
+
+    root = Path(run_dir)
+    artifact = certificate["artifact"]
+    names = [artifact["path"], *(name for name in extra_subjects if name != artifact["path"])]
+    subjects = []
+    for name in names:
+        path = safe_relative_path(root, name)
+        try:
+            sha256, size_bytes = file_sha256(path)
+        except OSError as error:
+            raise SigningError(f"cannot read subject {name} in {root}: {error.strerror}") from error
+        if name == artifact["path"] and (sha256, size_bytes) != (
+            artifact["sha256"],
+            artifact["size_bytes"],
+        ):
+            raise SigningError(
+                f"{name} does not match the certificate (sha256/size differ)",
+                hint="rebuild the certificate from the artifact that is in the folder",
+            )
+        subjects.append(
+            {"name": name, "digest": {"sha256": sha256}, "annotations": {"size_bytes": size_bytes}}
+        )
+    return {
+        "_type": INTOTO_STATEMENT_TYPE,
+        "subject": subjects,
+        "predicateType": PREDICATE_TYPE,
+        "predicate": json.loads(canonical_bytes(dict(certificate))),
+    }
+
+
+# --------------------------------------------------------------------------- DSSE
+
+
+def dsse_pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: ``DSSEv1 <len> <type> <len> <body>``."""
+    type_bytes = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def sign_statement(
+    statement: Mapping[str, Any], private_key_path: str | Path, passphrase: bytes | None = None
+) -> dict[str, Any]:
+    """A DSSE envelope over the RFC 8785 bytes of ``statement``, signed ECDSA-SHA256."""
+    key = load_private_key(private_key_path, passphrase)
+    payload = canonical_bytes(dict(statement))
+    signature = key.sign(dsse_pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+    return {
+        "payload": base64.b64encode(payload).decode("ascii"),
+        "payloadType": PAYLOAD_TYPE,
+        "signatures": [
+            {
+                "keyid": public_key_fingerprint(key.public_key()),
+                "sig": base64.b64encode(signature).decode("ascii"),
+            }
+        ],
+    }
+
+
+def envelope_bytes(envelope: Mapping[str, Any]) -> bytes:
+    """The bytes of ``certificate.dsse.json`` (RFC 8785 canonical JSON)."""
+    return canonical_bytes(dict(envelope))
+
+
+def _strict_b64(text: Any, field: str) -> bytes:
+    """Decode standard base64, refusing anything that would not re-encode identically."""
+    if not isinstance(text, str) or not text:
+        raise VerificationError("must be a non-empty base64 string", field=field)
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as error:
+        raise VerificationError(
+            "is not standard padded base64 (truncated or re-encoded?)", field=field
+        ) from error
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise VerificationError("is not canonical base64 (re-encoded?)", field=field)
+    return raw
+
+
+def load_envelope(path: str | Path) -> dict[str, Any]:
+    """Read ``certificate.dsse.json`` with the strict JSON parser."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise VerificationError(f"cannot read envelope {path}: {error.strerror}") from error
+    try:
+        envelope = parse_json_strict(data, what="envelope")
+    except CertifyError as error:
+        raise VerificationError(str(error)) from error
+    if not isinstance(envelope, dict):
+        raise VerificationError("the envelope is not a JSON object", field="envelope")
+    return envelope
+
+
+def parse_envelope(envelope: Any) -> tuple[bytes, list[tuple[str | None, bytes]], dict[str, Any]]:
+    """Check an envelope's shape without verifying it: (payload, [(keyid, sig)], statement).
+
+    Raises :class:`VerificationError` naming the first problem: unknown or missing
+    keys, a payload type other than in-toto's, invalid base64, a payload that is
+    not a strict-JSON in-toto Statement v1 with our predicate type.
+    """
+    if not isinstance(envelope, Mapping):
+        raise VerificationError("the envelope is not a JSON object", field="envelope")
+    keys = set(envelope)
+    if keys != _ENVELOPE_KEYS:
+        missing = sorted(_ENVELOPE_KEYS - keys)
+        extra = sorted(keys - _ENVELOPE_KEYS)
+        raise VerificationError(
+            f"envelope keys differ from DSSE's (missing {missing}, unexpected {extra})",
+            field="envelope",
+        )
+    if envelope["payloadType"] != PAYLOAD_TYPE:
+        raise VerificationError(
+            f"payloadType is {envelope['payloadType']!r}, expected {PAYLOAD_TYPE!r}",
+            field="envelope.payloadType",
+        )
+    payload = _strict_b64(envelope["payload"], "envelope.payload")
+    signatures = envelope["signatures"]
+    if not isinstance(signatures, list) or not signatures:
+        raise VerificationError("must be a non-empty list", field="envelope.signatures")
+    parsed: list[tuple[str | None, bytes]] = []
+    for index, entry in enumerate(signatures):
+        field = f"envelope.signatures[{index}]"
+        if (
+            not isinstance(entry, Mapping)
+            or "sig" not in entry
+            or not set(entry) <= _SIGNATURE_KEYS
+        ):
+            raise VerificationError("must be an object with sig and optional keyid", field=field)
+        keyid = entry.get("keyid")
+        if keyid is not None and not isinstance(keyid, str):
+            raise VerificationError("must be a string", field=f"{field}.keyid")
+        parsed.append((keyid, _strict_b64(entry["sig"], f"{field}.sig")))
+    try:
+        statement = parse_json_strict(payload, what="envelope payload")
+    except CertifyError as error:
+        raise VerificationError(str(error)) from error
+    _check_statement(statement)
+    return payload, parsed, statement
+
+
+def _check_statement(statement: Any) -> None:
+    field = "statement"
+    if not isinstance(statement, dict):
+        raise VerificationError("the payload is not a JSON object", field=field)
+    if set(statement) != _STATEMENT_KEYS:
+        raise VerificationError(
+            f"keys {sorted(statement)} differ from in-toto Statement v1's "
+            f"{sorted(_STATEMENT_KEYS)}",
+            field=field,
+        )
+    if statement["_type"] != INTOTO_STATEMENT_TYPE:
+        raise VerificationError(
+            f"_type is {statement['_type']!r}, expected {INTOTO_STATEMENT_TYPE!r}", field=field
+        )
+    if statement["predicateType"] != PREDICATE_TYPE:
+        raise VerificationError(
+            f"predicateType is {statement['predicateType']!r}, expected {PREDICATE_TYPE!r}",
+            field=field,
+        )
+    subjects = statement["subject"]
+    if not isinstance(subjects, list) or not subjects:
+        raise VerificationError("subject must be a non-empty list", field=field)
+    for index, subject in enumerate(subjects):
+        where = f"statement.subject[{index}]"
+        if not isinstance(subject, dict) or not {"name", "digest"} <= set(subject) <= _SUBJECT_KEYS:
+            raise VerificationError("must be an object with name and digest", field=where)
+        digest = subject["digest"]
+        if (
+            not isinstance(subject["name"], str)
+            or not isinstance(digest, dict)
+            or not isinstance(digest.get("sha256"), str)
+        ):
+            raise VerificationError("needs a string name and digest.sha256", field=where)
+        annotations = subject.get("annotations", {})
+        if not isinstance(annotations, dict):
+            raise VerificationError("annotations must be an object", field=where)
+    if not isinstance(statement["predicate"], dict):
+        raise VerificationError("predicate must be an object", field=field)
+
+
+def verify_envelope(envelope: Any, public_key_pem: bytes | str) -> tuple[dict[str, Any], str]:
+    """Verify a DSSE envelope against a public key: (statement, key fingerprint).
+
+    Passes when at least one signature verifies over the DSSE PAE of the exact
+    payload bytes. Raises :class:`VerificationError` with the reason otherwise.
+    """
+    key = load_public_key(public_key_pem)
+    fingerprint = public_key_fingerprint(key)
+    payload, signatures, statement = parse_envelope(envelope)
+    message = dsse_pae(PAYLOAD_TYPE, payload)
+    for _keyid, signature in signatures:
+        try:
+            key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        return statement, fingerprint
+    keyids = ", ".join(str(keyid) for keyid, _ in signatures)
+    raise VerificationError(
+        f"no signature verifies with the key of fingerprint {fingerprint} "
+        f"(envelope keyid(s): {keyids})",
+        hint="wrong public key, or the payload was changed after signing",
+    )
+
+
+# --------------------------------------------------------------------------- model-signing
+
+
+def _model_signing_hashing(ignored: list[str]) -> Any:
+    from model_signing import hashing
+
+    # names relative to the model folder, as model-signing's CLI passes them
+    return hashing.Config().set_ignored_paths(paths=ignored, ignore_git_paths=True)
+
+
+def write_model_signing_bundle(
+    run_dir: str | Path,
+    private_key_path: str | Path,
+    passphrase: bytes | None = None,
+    bundle_name: str = MODEL_SIGNING_BUNDLE_NAME,
+) -> Path:
+    """Sign every file of ``run_dir`` with OpenSSF model-signing (a Sigstore bundle).
+
+    Call it last: any file added or changed afterwards makes ``model_signing verify
+    key --signature RUN/model.sig --public_key PUB.pem RUN`` fail. Git files and the
+    bundle itself are excluded, as model-signing's own CLI does.
+    """
+    try:
+        from model_signing import signing as ms_signing
+    except ImportError as error:  # optional extra
+        raise SigningError(
+            "the model-signing package is not installed",
+            hint="pip install 'certify[model-signing]'",
+        ) from error
+    root = Path(run_dir)
+    load_private_key(private_key_path, passphrase)  # our checks and messages first
+    bundle = root / bundle_name
+    temp = root / f".{bundle_name}.tmp-{os.getpid()}"
+    # model-signing annotates password as str but hands it to cryptography, which needs bytes
+    password: Any = passphrase
+    try:
+        ms_signing.Config().use_elliptic_key_signer(
+            private_key=Path(private_key_path), password=password
+        ).set_hashing_config(_model_signing_hashing([bundle_name, temp.name])).sign(root, temp)
+        os.replace(temp, bundle)
+    except CertifyError:
+        raise
+    except Exception as error:  # model-signing raises plain exceptions
+        raise SigningError(f"model-signing failed: {type(error).__name__}: {error}") from error
+    finally:
+        temp.unlink(missing_ok=True)
+    return bundle
+
+
+def verify_model_signing_bundle(
+    run_dir: str | Path,
+    public_key_path: str | Path,
+    bundle_name: str = MODEL_SIGNING_BUNDLE_NAME,
+) -> None:
+    """Verify ``run_dir`` against its model-signing bundle, as ``model_signing verify key``."""
+    try:
+        from model_signing import verifying as ms_verifying
+    except ImportError as error:
+        raise VerificationError(
+            "the model-signing package is not installed",
+            hint="pip install 'certify[model-signing]'",
+        ) from error
+    root = Path(run_dir)
+    try:
+        ms_verifying.Config().use_elliptic_key_verifier(
+            public_key=Path(public_key_path)
+        ).set_hashing_config(_model_signing_hashing([bundle_name])).verify(root, root / bundle_name)
+    except Exception as error:
+        raise VerificationError(
+            f"model-signing bundle does not verify: {type(error).__name__}: {error}"
+        ) from error
+
+
+# --------------------------------------------------------------------------- a whole run
+
+
+def sign_run(
+    run_dir: str | Path,
+    certificate: Mapping[str, Any],
+    private_key_path: str | Path,
+    passphrase: bytes | None = None,
+    *,
+    extra_subjects: Iterable[str] = (),
+    model_signing_bundle: bool = True,
+) -> dict[str, Path]:
+    """Write certificate.json, certificate.dsse.json, the public key and model.sig.
+
+    Must be the last step that writes into ``run_dir``: the model-signing bundle
+    covers every file in the folder. Returns the written paths by role
+    (``certificate``, ``envelope``, ``public_key`` and, when written, ``bundle``).
+    ``model_signing_bundle`` is skipped silently only when False; when True and the
+    package is missing, SigningError says how to install it.
+    """
+    from certify.certificate import (
+        CERTIFICATE_NAME,
+        ENVELOPE_NAME,
+        write_bytes_atomic,
+        write_certificate,
+    )
+
+    root = Path(run_dir)
+    key = load_private_key(private_key_path, passphrase)
+    paths = {
+        "certificate": root / CERTIFICATE_NAME,
+        "envelope": root / ENVELOPE_NAME,
+        "public_key": root / PUBLIC_KEY_NAME,
+    }
+    write_certificate(certificate, paths["certificate"])
+    envelope = sign_statement(
+        build_statement(certificate, root, extra_subjects), private_key_path, passphrase
+    )
+    write_bytes_atomic(paths["envelope"], envelope_bytes(envelope))
+    write_bytes_atomic(
+        paths["public_key"],
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    if model_signing_bundle:
+        paths["bundle"] = write_model_signing_bundle(root, private_key_path, passphrase)
+    return paths

@@ -1,0 +1,407 @@
+"""Publishing to the Hub, against the local stand-in server (tests/hubserver.py).
+
+Every test reads back with plain huggingface_hub (not with certify's own code), and
+every fault test checks the server's repo state: nothing half-committed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from huggingface_hub import HfApi, constants, hf_hub_download
+
+from certify import hub
+from certify.cli import run_cli
+from certify.errors import (
+    AuthenticationError,
+    CertificateError,
+    HubError,
+    InvalidInputError,
+    ModelError,
+    UsageError,
+)
+
+from _runfolder import make_run_folder
+
+RUN_FILES = {
+    "README.md",
+    "bound.png",
+    "certificate.dsse.json",
+    "certificate.json",
+    "certify-signing-key.pub.pem",
+    "model.certz",
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, toy_model: Path) -> dict[str, Any]:
+    """One real signed run folder, built once for this file."""
+    out = tmp_path_factory.mktemp("hub") / "run"
+    made = make_run_folder(out, toy_model)
+    # a private key left in the folder by mistake must never be uploaded
+    shutil.copyfile(made["private_key"], out / "oops-signing-key.pem")
+    made["dir"] = out
+    return made
+
+
+def _api(server: Any, token: str | None = None) -> HfApi:
+    return HfApi(endpoint=server.endpoint, token=token or server.token)
+
+
+def _single_line(error: BaseException, server: Any) -> str:
+    text = str(error)
+    assert "\n" not in text
+    for token in server.tokens:
+        assert token not in text
+    return text
+
+
+def test_push_publishes_everything_in_one_commit(hub_server: Any, run: dict[str, Any]) -> None:
+    result = hub.push_run(
+        run["dir"], "alice/toy-certified", endpoint=hub_server.endpoint, token=hub_server.token
+    )
+    assert set(result.files) == RUN_FILES  # the private key stayed home
+    log = hub_server.commit_log("alice/toy-certified")
+    assert [c["oid"] for c in log][0] == result.commit_oid
+    assert len(log) == 2  # the repo's initial commit, then exactly one with every file
+    assert set(log[0]["files"]) - set(log[1]["files"]) == RUN_FILES
+    assert result.commit_url.endswith(result.commit_oid)
+
+    api = _api(hub_server)
+    assert set(api.list_repo_files("alice/toy-certified")) == RUN_FILES | {".gitattributes"}
+    info = api.model_info("alice/toy-certified")
+    assert info.sha == result.commit_oid
+    types = {r.metric_type: r for r in info.card_data.eval_results}
+    summary = run["certificate"]["bound"]["summary"]
+    assert types["bits_per_token_bound"].metric_value == summary["bits_per_token_bound"]
+    assert {"top_1_error_bound", "top_10_error_bound", "perplexity_bound"} <= set(types)
+    assert info.card_data["certify"]["artifact_sha256"] == run["certificate"]["artifact"]["sha256"]
+    for name in RUN_FILES:
+        path = hf_hub_download(
+            "alice/toy-certified", name, endpoint=hub_server.endpoint, token=hub_server.token
+        )
+        assert Path(path).read_bytes() == (run["dir"] / name).read_bytes()
+
+
+def test_downloaded_run_verifies_from_the_repo(
+    hub_server: Any,
+    run: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pushed = hub.push_run(
+        run["dir"], "alice/toy-certified", endpoint=hub_server.endpoint, token=hub_server.token
+    )
+    folder = hub.download_run("alice/toy-certified", endpoint=hub_server.endpoint)
+    assert folder.name == pushed.commit_oid  # pinned to the commit it came from
+    for name in RUN_FILES:
+        assert (folder / name).read_bytes() == (run["dir"] / name).read_bytes()
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    code = run_cli(["verify", "alice/toy-certified", "--key", str(run["public_key"]), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, [c for c in report["checks"] if not c["passed"]]
+    assert report["passed"] is True
+
+
+def test_push_over_plain_lfs_when_xet_is_disabled(
+    hub_server: Any, run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)  # what HF_HUB_DISABLE_XET=1 sets
+    hub_server.lfs_threshold_bytes = 32 * 1024
+    result = hub.push_run(
+        run["dir"], "alice/toy-lfs", endpoint=hub_server.endpoint, token=hub_server.token
+    )
+    paths = [path for _, path in hub_server.requests]
+    assert "/alice/toy-lfs.git/info/lfs/objects/batch" in paths
+    assert any(path.startswith("/lfs-upload/") for path in paths)
+    tree = {f.path: f for f in _api(hub_server).list_repo_tree("alice/toy-lfs", recursive=True)}
+    assert tree["model.certz"].lfs is not None
+    assert tree["model.certz"].lfs.sha256 == run["certificate"]["artifact"]["sha256"]
+    assert tree["certificate.json"].lfs is None  # small files still go inline
+    path = hf_hub_download("alice/toy-lfs", "model.certz", endpoint=hub_server.endpoint)
+    assert Path(path).read_bytes() == (run["dir"] / "model.certz").read_bytes()
+    assert hub_server.head("alice/toy-lfs") == result.commit_oid
+
+
+def test_cli_push_to_a_new_branch_of_a_private_repo(
+    hub_server: Any,
+    run: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    argv = ["push", str(run["dir"]), "--repo-id", "alice/toy-private", "--private"]
+    code = run_cli([*argv, "--revision", "certified", "--commit-message", "first", "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["revision"] == "certified"
+    assert hub_server.head("alice/toy-private", "certified") == result["commit_oid"]
+    assert hub_server.head("alice/toy-private", "main") != result["commit_oid"]
+    assert hub_server.commit_log("alice/toy-private", "certified")[0]["message"] == "first"
+    assert _api(hub_server).model_info("alice/toy-private").private is True
+    with pytest.raises(Exception, match="404|Repository Not Found"):
+        _api(hub_server, "hf_test_bob").model_info("alice/toy-private")
+
+
+def test_default_commit_message_names_the_headline(hub_server: Any, run: dict[str, Any]) -> None:
+    hub.push_run(run["dir"], "alice/msg", endpoint=hub_server.endpoint, token=hub_server.token)
+    message = hub_server.commit_log("alice/msg")[0]["message"]
+    bits = run["certificate"]["bound"]["summary"]["bits_per_token_bound"]
+    assert message.startswith("certify: ") and f"{bits:.4g} bits/token" in message
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def _assert_untouched(server: Any, repo_id: str, head: str | None) -> None:
+    assert server.head(repo_id) == head
+    if head is not None:
+        assert set(server.files(repo_id)) == {".gitattributes"}
+
+
+def test_no_token_fails_before_any_request(hub_server: Any, run: dict[str, Any]) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        hub.push_run(run["dir"], "alice/none", endpoint=hub_server.endpoint, token=None)
+    assert "HF_TOKEN" in _single_line(caught.value, hub_server)
+    assert hub_server.requests == []
+
+
+def test_rejected_token_is_an_authentication_error(hub_server: Any, run: dict[str, Any]) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        hub.push_run(run["dir"], "alice/bad", endpoint=hub_server.endpoint, token="hf_wrong")
+    assert "401" in _single_line(caught.value, hub_server)
+    _assert_untouched(hub_server, "alice/bad", None)
+
+
+def test_cli_exit_code_for_rejected_token(
+    hub_server: Any,
+    run: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong_secret")
+    code = run_cli(
+        ["push", str(run["dir"]), "--repo-id", "alice/x", "--endpoint", hub_server.endpoint]
+    )
+    err = capsys.readouterr().err
+    assert code == 12
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "401" in errors[0] and "hf_wrong_secret" not in err
+
+
+def test_someone_elses_repo_is_forbidden(hub_server: Any, run: dict[str, Any]) -> None:
+    hub_server.create_repo("bob/model", owner="bob")
+    head = hub_server.head("bob/model")
+    with pytest.raises(AuthenticationError) as caught:
+        hub.push_run(run["dir"], "bob/model", endpoint=hub_server.endpoint, token=hub_server.token)
+    assert "403" in _single_line(caught.value, hub_server)
+    _assert_untouched(hub_server, "bob/model", head)
+    with pytest.raises(AuthenticationError, match="403"):
+        hub.push_run(run["dir"], "bob/new", endpoint=hub_server.endpoint, token=hub_server.token)
+    _assert_untouched(hub_server, "bob/new", None)
+
+
+def test_server_error_during_commit_leaves_no_commit(hub_server: Any, run: dict[str, Any]) -> None:
+    hub_server.create_repo("alice/flaky")
+    head = hub_server.head("alice/flaky")
+    hub_server.fail("/commit/", method="POST", status=500, times=1)
+    with pytest.raises(HubError) as caught:
+        hub.push_run(
+            run["dir"], "alice/flaky", endpoint=hub_server.endpoint, token=hub_server.token
+        )
+    assert "500" in _single_line(caught.value, hub_server)
+    _assert_untouched(hub_server, "alice/flaky", head)
+    # the next try goes through, in one commit
+    result = hub.push_run(
+        run["dir"], "alice/flaky", endpoint=hub_server.endpoint, token=hub_server.token
+    )
+    assert set(hub_server.files("alice/flaky")) == RUN_FILES | {".gitattributes"}
+    assert hub_server.commit_log("alice/flaky")[0]["oid"] == result.commit_oid
+
+
+def test_failed_lfs_upload_leaves_no_commit(
+    hub_server: Any, run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    import huggingface_hub.utils._http as hf_http
+
+    monkeypatch.setattr(hf_http.time, "sleep", lambda seconds: None)  # skip retry back-off
+    hub_server.lfs_threshold_bytes = 32 * 1024
+    hub_server.create_repo("alice/lfs-fail")
+    head = hub_server.head("alice/lfs-fail")
+    fault = hub_server.fail("/lfs-upload/", method="PUT", status=500, times=None)
+    with pytest.raises(HubError) as caught:
+        hub.push_run(
+            run["dir"], "alice/lfs-fail", endpoint=hub_server.endpoint, token=hub_server.token
+        )
+    assert "500" in _single_line(caught.value, hub_server)
+    assert fault.hits > 1  # the client retried, then gave up
+    assert not any("/commit/" in path for _, path in hub_server.requests)
+    _assert_untouched(hub_server, "alice/lfs-fail", head)
+
+
+def test_missing_revision_is_a_one_line_error(
+    hub_server: Any,
+    run: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hub.push_run(run["dir"], "alice/rev", endpoint=hub_server.endpoint, token=hub_server.token)
+    head = hub_server.head("alice/rev")
+    with pytest.raises(HubError) as caught:
+        hub.download_run("alice/rev", "no-such-branch", endpoint=hub_server.endpoint)
+    assert "no-such-branch" in _single_line(caught.value, hub_server)
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    code = run_cli(["verify", "alice/rev", "--revision", "no-such-branch"])
+    assert code == 11 and "no-such-branch" in capsys.readouterr().err
+    with pytest.raises(UsageError):
+        hub.push_run(
+            run["dir"],
+            "alice/rev",
+            revision="0" * 40,
+            endpoint=hub_server.endpoint,
+            token=hub_server.token,
+        )
+    assert hub_server.head("alice/rev") == head
+
+
+def test_snapshot_errors_for_models(hub_server: Any) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        hub.download_snapshot("alice/absent", None, ["*.json"], endpoint=hub_server.endpoint)
+    with pytest.raises(AuthenticationError, match="401"):
+        hub.download_snapshot(
+            "alice/absent", None, ["*.json"], endpoint=hub_server.endpoint, token="hf_wrong"
+        )
+
+
+def test_snapshot_is_pinned_to_the_resolved_commit(hub_server: Any) -> None:
+    hub_server.create_repo("alice/weights")
+    first = hub_server.commit_files("alice/weights", {"config.json": b"{}"})
+    folder, commit = hub.download_snapshot(
+        "alice/weights", None, ["*.json"], endpoint=hub_server.endpoint
+    )
+    assert commit == first and (folder / "config.json").read_bytes() == b"{}"
+    hub_server.commit_files("alice/weights", {"config.json": b'{"a": 1}'})
+    folder, commit = hub.download_snapshot(
+        "alice/weights", first, ["*.json"], endpoint=hub_server.endpoint
+    )
+    assert commit == first and (folder / "config.json").read_bytes() == b"{}"
+
+
+def test_offline_mode_is_a_hub_error(hub_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HubError, match="offline"):
+        hub.download_snapshot("alice/anything", None, ["*"], endpoint=hub_server.endpoint)
+
+
+def test_push_refuses_an_artifact_the_certificate_does_not_name(
+    hub_server: Any, run: dict[str, Any], tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run["dir"], copy)
+    data = bytearray((copy / "model.certz").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "model.certz").write_bytes(bytes(data))
+    with pytest.raises(CertificateError, match="sha256"):
+        hub.push_run(copy, "alice/x", endpoint=hub_server.endpoint, token=hub_server.token)
+    (copy / "certificate.dsse.json").unlink()
+    with pytest.raises(InvalidInputError, match="certificate.dsse.json"):
+        hub.push_run(copy, "alice/x", endpoint=hub_server.endpoint, token=hub_server.token)
+    assert hub_server.requests == []
+
+
+# --------------------------------------------------------------------------- certify card
+
+
+def _seed_card(server: Any, repo_id: str) -> str:
+    existing = (Path(__file__).parent / "fixtures" / "card" / "existing.md").read_bytes()
+    server.create_repo(repo_id)
+    return str(server.commit_files(repo_id, {"README.md": existing}))
+
+
+def test_cli_card_push_keeps_other_metadata_and_is_idempotent(
+    hub_server: Any,
+    run: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _seed_card(hub_server, "alice/smol")
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    certificate = str(run["dir"] / "certificate.json")
+    argv = ["card", "alice/smol", "--certificate", certificate, "--push", "--json"]
+    assert run_cli(argv) == 0
+    pushed = json.loads(capsys.readouterr().out)
+    assert pushed["changed"] is True and set(pushed["files"]) == {"README.md", "bound.png"}
+    info = _api(hub_server).model_info("alice/smol")
+    assert info.sha == pushed["commit_oid"]
+    data = info.card_data
+    assert data.license == "apache-2.0" and data.pipeline_tag == "text-generation"
+    assert data["widget"] == [{"text": "Once upon a time"}]
+    results = {(r.source_name, r.metric_type): r.metric_value for r in data.eval_results}
+    assert results[("Some Leaderboard", "acc_norm")] == 42.1
+    assert ("certify", "bits_per_token_bound") in results
+    assert data["certify"]["key_fingerprint"] == run["fingerprint"]
+    readme = hub_server.files("alice/smol")["README.md"].decode()
+    assert "A small model. This paragraph is the owner's and must not change." in readme
+    assert "certify verify alice/smol --key" in readme
+
+    head = hub_server.head("alice/smol")
+    assert run_cli(argv) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is False
+    assert hub_server.head("alice/smol") == head  # nothing pushed the second time
+
+
+def test_cli_card_without_push_prints_and_commits_nothing(
+    hub_server: Any,
+    run: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seeded = _seed_card(hub_server, "alice/smol2")
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    certificate = str(run["dir"] / "certificate.json")
+    assert run_cli(["card", "alice/smol2", "--certificate", certificate]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("---\n") and "<!-- certify:begin -->" in out
+    assert hub_server.head("alice/smol2") == seeded
+
+
+def test_card_push_refused_when_the_branch_moved(hub_server: Any, run: dict[str, Any]) -> None:
+    seeded = _seed_card(hub_server, "alice/race")
+    text, commit = hub.fetch_card("alice/race", endpoint=hub_server.endpoint)
+    assert commit == seeded and text is not None
+    moved = hub_server.commit_files("alice/race", {"other.txt": b"someone else"})
+    with pytest.raises(HubError, match="changed"):
+        hub.push_card(
+            "alice/race",
+            text + "\nmine\n",
+            parent_commit=commit,
+            endpoint=hub_server.endpoint,
+            token=hub_server.token,
+        )
+    assert hub_server.head("alice/race") == moved
+
+
+def test_whoami_names_the_token_owner(hub_server: Any) -> None:
+    assert hub.whoami(endpoint=hub_server.endpoint, token="hf_test_bob") == "bob"
+    with pytest.raises(AuthenticationError):
+        hub.whoami(endpoint=hub_server.endpoint, token="hf_wrong")
+
+
+def test_errors_never_echo_the_token(hub_server: Any, run: dict[str, Any]) -> None:
+    secret = "hf_this_is_secret_0123456789"
+    failures: list[Callable[[], Any]] = [
+        lambda: hub.push_run(run["dir"], "alice/s", endpoint=hub_server.endpoint, token=secret),
+        lambda: hub.download_run("alice/s", endpoint=hub_server.endpoint, token=secret),
+    ]
+    for failing in failures:
+        with pytest.raises(AuthenticationError) as caught:
+            failing()
+        assert secret not in str(caught.value)

@@ -1,0 +1,465 @@
+"""certify run (pipeline.py + cli/_run.py): end to end on a toy model, stage reuse,
+--bits auto, Ctrl-C, exit codes, dataset defaults, and the README's runnable examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from certify import pipeline
+from certify.cli import run_cli
+from certify.records import (
+    EvaluationSettings,
+    QuantizationSettings,
+    ResolvedModel,
+    RunSettings,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--samples", "6", "--chunk-tokens", "32", "--alphas", "0.01,0.1", "--top-k", "1,10"]
+
+
+@pytest.fixture
+def texts_dir(tmp_path: Path, sample_texts: tuple[str, ...]) -> Path:
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for number, text in enumerate(sample_texts):
+        (folder / f"doc{number:02d}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """CERTIFY_HOME in tmp: keys and shard cache never touch the real home."""
+    folder = tmp_path / "certify-home"
+    monkeypatch.setenv("CERTIFY_HOME", str(folder))
+    monkeypatch.delenv("CERTIFY_KEY_PASSPHRASE", raising=False)
+    return folder
+
+
+def _run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
+    code = run_cli([*argv, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return json.loads(captured.out)
+
+
+def _public_key(home: Path) -> Path:
+    return home / "keys" / "certify-signing-key.pub.pem"
+
+
+def test_run_verify_push_and_verify_from_hub(
+    toy_model: Path,
+    texts_dir: Path,
+    home: Path,
+    tmp_path: Path,
+    hub_server,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_dir = tmp_path / "run"
+    argv = ["run", str(toy_model), "--dataset", str(texts_dir), *SMALL, "-o", str(run_dir)]
+    result = _run_json(capsys, argv)
+
+    for name in (
+        "model.certz",
+        "certificate.json",
+        "certificate.dsse.json",
+        "README.md",
+        "bound.png",
+        "risk.json",
+        "run.log",
+    ):
+        assert (run_dir / name).is_file(), name
+    assert not list(run_dir.rglob("*.tmp-*"))
+    assert result["key_created"] is True
+    assert Path(result["public_key_path"]) == _public_key(home)
+    assert {metric["name"] for metric in result["metrics"]} == {"bits", "top_k_error"}
+    assert result["bits_per_parameter"] > 0
+    stages = [timing["stage"] for timing in result["stages"]]
+    assert stages[:5] == ["resolve", "compress", "tokenize", "decode", "evaluate"]
+    assert result["reused_stages"] == []
+
+    certificate = json.loads((run_dir / "certificate.json").read_text())
+    assert certificate["artifact"]["size_bytes"] == (run_dir / "model.certz").stat().st_size
+    assert certificate["data"]["source"] == str(texts_dir)
+    assert certificate["bound"]["prior"]["hyperparameter_configurations"] == 1
+    log_lines = [json.loads(line) for line in (run_dir / "run.log").read_text().splitlines()]
+    assert any(
+        line.get("event") == "done" and line.get("stage") == "evaluate" for line in log_lines
+    )
+
+    assert run_cli(["verify", str(run_dir), "--key", str(_public_key(home))]) == 0
+
+    # push (every stage reused, then one commit), then verify from the repo id
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    pushed = _run_json(
+        capsys,
+        [*argv, "--push", "--repo-id", "alice/toy-certified", "--endpoint", hub_server.endpoint],
+    )
+    assert pushed["pushed"]["repo_id"] == "alice/toy-certified"
+    assert {"compress", "evaluate", "certificate", "sign"} <= set(pushed["reused_stages"])
+    published = set(pushed["pushed"]["files"])
+    assert {"model.certz", "certificate.json", "certificate.dsse.json", "README.md"} <= published
+    assert not any(name.startswith(".") for name in published)
+    code = run_cli(["verify", "alice/toy-certified", "--key", str(_public_key(home))])
+    assert code == 0, capsys.readouterr().err
+
+
+def test_rerun_reuses_stages_and_changes_redo_what_they_affect(
+    toy_model: Path, texts_dir: Path, home: Path, tmp_path: Path
+) -> None:
+    settings = RunSettings(
+        model=str(toy_model),
+        out_dir=str(tmp_path / "run"),
+        key_dir=str(home / "keys"),
+        dataset=str(texts_dir),
+        evaluation=EvaluationSettings(
+            chunk_tokens=32, samples=6, alphas=(0.1,), top_k=(1,), device="cpu"
+        ),
+    )
+    first = pipeline.run(settings)
+    assert first.reused_stages == ()
+    certificate_bytes = Path(first.certificate_path).read_bytes()
+
+    again = pipeline.run(settings)
+    assert set(again.reused_stages) >= {
+        "compress",
+        "tokenize",
+        "evaluate",
+        "certificate",
+        "sign",
+        "card",
+    }
+    assert "decode" not in {timing.stage for timing in again.stages}
+    assert Path(again.certificate_path).read_bytes() == certificate_bytes
+
+    # more samples: the artifact and shards stay, the evaluation and everything after redo
+    more = pipeline.run(
+        RunSettings(
+            **{
+                **settings.__dict__,
+                "evaluation": EvaluationSettings(
+                    chunk_tokens=32, samples=9, alphas=(0.1,), top_k=(1,), device="cpu"
+                ),
+            }
+        )
+    )
+    assert {"compress", "tokenize"} <= set(more.reused_stages)
+    assert not {"evaluate", "certificate", "sign"} & set(more.reused_stages)
+
+    # same file names, different content: the tokenizer sees new data, evaluation redoes
+    (texts_dir / "doc00.txt").write_text("changed content " * 50, encoding="utf-8")
+    changed = pipeline.run(settings)
+    assert "compress" in changed.reused_stages
+    assert not {"tokenize", "evaluate"} & set(changed.reused_stages)
+
+    # another bit width: compress and everything downstream redo
+    other_bits = pipeline.run(
+        RunSettings(**{**settings.__dict__, "quantization": QuantizationSettings(bits=3)})
+    )
+    assert "compress" not in other_bits.reused_stages
+    assert other_bits.quantization["bits"] == 3
+
+
+def test_bits_auto_counts_its_search(
+    toy_model: Path,
+    texts_dir: Path,
+    home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_dir = tmp_path / "auto"
+    result = _run_json(
+        capsys,
+        [
+            "run",
+            str(toy_model),
+            "--dataset",
+            str(texts_dir),
+            *SMALL,
+            "--bits",
+            "auto",
+            "-o",
+            str(run_dir),
+        ],
+    )
+    certificate = json.loads((run_dir / "certificate.json").read_text())
+    grid_size = len(result["search"])
+    assert grid_size == 6
+    assert certificate["bound"]["prior"]["hyperparameter_configurations"] == grid_size
+    chosen = [candidate for candidate in result["search"] if candidate["chosen"]]
+    assert len(chosen) == 1
+    assert certificate["artifact"]["quantization"]["bits"] == chosen[0]["bits"]
+    assert certificate["artifact"]["quantization"]["group_size"] == chosen[0]["group_size"]
+    # the kept candidate had the tightest search bound
+    assert chosen[0]["bits_per_token_bound"] == min(
+        candidate["bits_per_token_bound"] for candidate in result["search"]
+    )
+    assert any(
+        "--bits auto searched 6 configurations" in text for text in certificate["assumptions"]
+    )
+    # certified on a sample other than the search sample
+    assert certificate["data"]["sampling"]["seed"] == 0
+    assert run_cli(["verify", str(run_dir), "--key", str(_public_key(home))]) == 0
+
+
+def test_sigint_leaves_nothing_half_written_and_rerun_completes(
+    toy_model: Path, home: Path, tmp_path: Path, sample_texts: tuple[str, ...]
+) -> None:
+    data = tmp_path / "big.txt"  # long enough that exhaustive evaluation takes a while
+    data.write_text("\n".join(sample_texts) * 60, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    argv = [
+        "run", str(toy_model), "--dataset", str(data), "--exhaustive", "--chunk-tokens", "64",
+        "--alphas", "0.1", "--top-k", "1", "--device", "cpu", "-o", str(run_dir),
+    ]  # fmt: skip
+    env = {**os.environ, "CERTIFY_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "certify", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = run_dir / "run.log"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if log.is_file() and '"stage": "evaluate"' in log.read_text():
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, (
+            "the run ended before the evaluate stage could be interrupted"
+        )
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not list(run_dir.rglob("*.tmp-*"))
+    assert not (run_dir / "certificate.json").exists()
+    assert not (run_dir / "risk.json").exists()
+    # every stage manifest left behind describes complete outputs
+    for manifest_path in (run_dir / ".certify" / "stages").glob("*.json"):
+        manifest = json.loads(manifest_path.read_text())
+        for name, digest in manifest["outputs"].items():
+            assert pipeline.file_sha256(run_dir / name) == digest
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(event.get("event") == "interrupted" for event in events)
+
+    assert run_cli(argv) == 0
+    assert run_cli(["verify", str(run_dir), "--key", str(_public_key(home))]) == 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        (["--bits", "9"], 3),
+        (["--bits", "many"], 3),
+        (["--delta", "1.5"], 3),
+        (["--alphas", "0.1,x"], 3),
+        (["--top-k", "0"], 3),
+        (["--samples", "1"], 3),
+        (["--private"], 2),
+        (["--repo-id", "alice/x"], 2),
+        (["--samples", "lots"], 2),
+        (["--key", "/no/such/key.pem"], 3),
+    ],
+)
+def test_bad_arguments_give_documented_exit_codes(
+    toy_model: Path, texts_dir: Path, home: Path, tmp_path: Path, extra: list[str], code: int
+) -> None:
+    argv = ["run", str(toy_model), "--dataset", str(texts_dir), *SMALL, "-o", str(tmp_path / "r")]
+    assert run_cli([*argv, *extra]) == code
+
+
+def test_missing_model_and_dataset_exit_codes(toy_model: Path, home: Path, tmp_path: Path) -> None:
+    assert run_cli(["run", str(tmp_path / "nope"), "-o", str(tmp_path / "r")]) == 4
+    missing_data = ["run", str(toy_model), "--dataset", str(tmp_path / "none.txt"), *SMALL]
+    assert run_cli([*missing_data, "-o", str(tmp_path / "r")]) == 6
+
+
+# --------------------------------------------------------------------------- dataset choice
+
+
+def _resolved(folder: Path) -> ResolvedModel:
+    return ResolvedModel(
+        source=str(folder),
+        revision="sha256:0",
+        local_dir=str(folder),
+        config={},
+        architecture="LlamaForCausalLM",
+        weight_files=(),
+        tokenizer_files=(),
+    )
+
+
+def test_card_datasets_reads_front_matter() -> None:
+    card = "---\nlicense: mit\ndatasets:\n- org/first\n- org/second\n---\n# Model\n"
+    assert pipeline.card_datasets(card) == ["org/first", "org/second"]
+    assert pipeline.card_datasets("---\ndatasets: org/only\n---\n") == ["org/only"]
+    assert pipeline.card_datasets("# no front matter\ndatasets: [x]\n") == []
+    assert pipeline.card_datasets("---\n: [broken\n---\n") == []
+
+
+def test_dataset_default_uses_card_then_fallback(tmp_path: Path) -> None:
+    settings = RunSettings(model=str(tmp_path), out_dir=str(tmp_path / "r"), key_dir="k")
+    fallback = pipeline.choose_dataset(settings, _resolved(tmp_path))
+    assert fallback.source == pipeline.FALLBACK_DATASET
+    assert fallback.defaulted and fallback.max_documents == pipeline.DEFAULT_MAX_DOCUMENTS
+    assert "LLM360" in fallback.note and fallback.assumption
+
+    (tmp_path / "README.md").write_text("---\ndatasets:\n- org/pretrain\n---\n")
+    declared = pipeline.choose_dataset(settings, _resolved(tmp_path))
+    assert declared.source == "org/pretrain"
+    assert "model card" in declared.note and declared.assumption
+
+    given = pipeline.choose_dataset(
+        RunSettings(**{**settings.__dict__, "dataset": "mine.txt", "max_documents": 5}),
+        _resolved(tmp_path),
+    )
+    assert (given.source, given.max_documents, given.defaulted) == ("mine.txt", 5, False)
+
+
+def test_stage_store_rejects_changed_outputs(tmp_path: Path) -> None:
+    store = pipeline.StageStore(tmp_path)
+    (tmp_path / "out.bin").write_bytes(b"abc")
+    store.store("stage", "inputs-1", ("out.bin",))
+    assert store.lookup("stage", "inputs-1") is not None
+    assert store.lookup("stage", "inputs-2") is None
+    (tmp_path / "out.bin").write_bytes(b"abd")
+    assert store.lookup("stage", "inputs-1") is None
+
+
+def test_cpu_estimate_scales_with_work() -> None:
+    small = pipeline.cpu_estimate_seconds(10**8, 10**4, 2)
+    assert pipeline.cpu_estimate_seconds(10**8, 10**5, 2) == pytest.approx(10 * small)
+    assert pipeline.cpu_estimate_seconds(10**8, 10**4, 4) == pytest.approx(small / 2)
+
+
+# --------------------------------------------------------------------------- README + CLI docs
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def runnable_blocks(markdown: str) -> list[list[str]]:
+    """Command lines of the ```sh blocks preceded by ``<!-- runnable -->``."""
+    blocks = re.findall(r"<!-- runnable -->\s*```(?:sh|bash|console)\n(.*?)```", markdown, re.S)
+    commands = []
+    for block in blocks:
+        lines = [line.removeprefix("$ ").strip() for line in block.splitlines()]
+        commands.append([line for line in lines if line and not line.startswith("#")])
+    return commands
+
+
+def test_readme_runnable_examples_run(
+    toy_model_factory: Callable[..., Path],
+    texts_dir: Path,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The README's runnable examples, run in a folder holding ./tiny-model and ./texts."""
+    import shutil
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    shutil.copytree(toy_model_factory("llama"), workdir / "tiny-model")
+    shutil.copytree(texts_dir, workdir / "texts")
+    monkeypatch.chdir(workdir)
+    blocks = runnable_blocks(_readme())
+    assert blocks, "README.md has no <!-- runnable --> example"
+    ran = 0
+    for block in blocks:
+        for line in block:
+            words = shlex.split(line)
+            assert words[0] == "certify", f"runnable README lines call certify: {line}"
+            assert run_cli(words[1:]) == 0, line
+            ran += 1
+    assert ran >= 2
+
+
+def test_readme_and_cli_name_the_same_commands() -> None:
+    """Every command in the app has a line in README's reference, and README uses no other."""
+    import typer.main
+
+    from certify.cli import app
+
+    commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    readme = _readme()
+    used = set(re.findall(r"^(?:\$ )?certify ([a-z][a-z-]*)", readme, re.M))
+    assert used, "README.md shows no certify command"
+    assert used <= commands, f"README uses commands the CLI lacks: {sorted(used - commands)}"
+    listed = set(re.findall(r"^\| `certify ([a-z][a-z-]*)`", readme, re.M))
+    assert listed == commands, (
+        f"README's command table differs from the CLI: missing {sorted(commands - listed)}, "
+        f"extra {sorted(listed - commands)}"
+    )
+
+
+def cli_reference() -> str:
+    """docs/CLI.md: every command's options, generated from the typer app."""
+    import click
+    import typer.main
+
+    from certify.cli import app
+
+    group = typer.main.get_command(app)
+    lines = [
+        "# CLI reference",
+        "",
+        "Generated from the typer app by `tests/test_pipeline.py::cli_reference`; regenerate "
+        "with `CERTIFY_UPDATE_DOCS=1 pytest tests/test_pipeline.py -k cli_reference`. "
+        "`certify COMMAND --help` shows the same with examples.",
+        "",
+    ]
+    for name in sorted(group.commands):  # type: ignore[attr-defined]
+        command = group.commands[name]  # type: ignore[attr-defined]
+        summary = (command.help or "").strip().split("\n")[0]
+        summary = re.sub(r"\[/?[a-z ]+\]", "", summary)
+        lines += [
+            f"## certify {name}",
+            "",
+            summary,
+            "",
+            "| option | default | meaning |",
+            "|---|---|---|",
+        ]
+        for param in command.params:
+            if isinstance(param, click.Argument):
+                label = f"`{param.human_readable_name}`"
+                default = "required"
+            else:
+                label = ", ".join(f"`{opt}`" for opt in param.opts)
+                default = "" if param.default in (None, False) else f"`{param.default}`"
+            meaning = (getattr(param, "help", None) or "").replace("|", "\\|")
+            lines.append(f"| {label} | {default} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def test_cli_reference_is_current() -> None:
+    path = ROOT / "docs" / "CLI.md"
+    expected = cli_reference()
+    if os.environ.get("CERTIFY_UPDATE_DOCS"):
+        path.write_text(expected, encoding="utf-8")
+    assert path.is_file() and path.read_text(encoding="utf-8") == expected, (
+        "docs/CLI.md is stale: run "
+        "CERTIFY_UPDATE_DOCS=1 pytest tests/test_pipeline.py -k cli_reference"
+    )

@@ -49,7 +49,7 @@ SAMPLE_MIN_BYTES = 2_000
 SAMPLE_MAX_BYTES = 30_000
 
 #: CPU-sized evaluation (the CLI's defaults suit a GPU)
-DEMO_RUN_ARGS = ["--samples", "32", "--chunk-tokens", "256", "--bits", "4"]
+DEMO_RUN_ARGS = ["--samples", "16", "--chunk-tokens", "256", "--bits", "4"]
 QUICK_RUN_ARGS = ["--samples", "8", "--chunk-tokens", "128", "--bits", "4"]
 
 
@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     env["CERTIFY_HOME"] = str(home)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loading bars; certify shows its own
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
     out = Path(options.out)
     run_args = QUICK_RUN_ARGS if options.quick else DEMO_RUN_ARGS

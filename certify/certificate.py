@@ -130,8 +130,16 @@ def parse_json_strict(data: bytes | str, *, what: str = "certificate") -> Any:
 
 
 def _check_numbers(value: Any, where: str) -> None:
-    """Every float finite and every integer exactly representable (|x| ≤ 2^53 − 1)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    """Every float finite, every integer exact (|x| ≤ 2^53 − 1), every string valid Unicode."""
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise CertificateError(
+                f"{where}: string holds a lone surrogate (not Unicode)"
+            ) from error
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -145,6 +153,7 @@ def _check_numbers(value: Any, where: str) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CertificateError(f"{where}: key {key!r} is not a string")
+            _check_numbers(key, f"{where} (a key)")
             _check_numbers(item, f"{where}.{key}")
         return
     if isinstance(value, list | tuple):

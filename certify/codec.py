@@ -115,8 +115,13 @@ def _count_symbols(flat: np.ndarray, alphabet_size: int) -> np.ndarray:
     if flat.dtype == np.uint8:
         # Count byte pairs through a uint16 view (one 65536-bin pass, ~3x faster than
         # bincount over bytes), then fold the pair table into byte counts.
+        # Chunked, because bincount converts its input to intp (8 bytes per pair).
         even = flat.size - flat.size % 2
-        pairs = np.bincount(flat[:even].view(np.uint16), minlength=1 << 16).reshape(256, 256)
+        pair_view = flat[:even].view(np.uint16)
+        pairs = np.zeros(1 << 16, dtype=np.int64)
+        for start in range(0, pair_view.size, _CHUNK_SYMBOLS):
+            pairs += np.bincount(pair_view[start : start + _CHUNK_SYMBOLS], minlength=1 << 16)
+        pairs = pairs.reshape(256, 256)
         # each pair adds its low byte to a column and its high byte to a row count
         counts = pairs.sum(axis=0) + pairs.sum(axis=1)
         if even < flat.size:
@@ -336,6 +341,11 @@ def _shift_codes(
     return result
 
 
+def centered_codes(q: QuantizedTensor) -> np.ndarray:
+    """The symbols the codes stream holds: ``(code - group zero point) mod 2**bits`` (uint8)."""
+    return _shift_codes(q.codes, q.group_zero_points(), q, subtract=True)
+
+
 def encode_quantized(q: QuantizedTensor) -> bytes:
     """Self-delimiting little-endian bytes of one quantized tensor (ends with a CRC-32)."""
     if not MIN_BITS <= q.bits <= MAX_BITS:
@@ -355,7 +365,7 @@ def encode_quantized(q: QuantizedTensor) -> bytes:
         )
     ]
     parts.extend(_U64.pack(int(dim)) for dim in q.shape)
-    centered = _shift_codes(q.codes, q.group_zero_points(), q, subtract=True)
+    centered = centered_codes(q)
     parts.append(_stream_bytes(encode_symbols(centered, 1 << q.bits)))
     del centered
     parts.append(_stream_bytes(encode_symbols(q.scale_codes, SCALE_CODES)))

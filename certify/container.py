@@ -21,7 +21,9 @@ import fnmatch
 import hashlib
 import importlib.metadata
 import json
+import lzma
 import os
+import platform
 import struct
 import tempfile
 import zlib
@@ -34,7 +36,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from certify import __version__
-from certify.errors import ArtifactFormatError, CertifyError, InvalidInputError
+from certify.errors import ArtifactFormatError, CertifyError, InvalidInputError, ModelError
 from certify.records import ArtifactRecord, QuantizationSettings, ResolvedModel, to_dict
 
 __all__ = [
@@ -70,7 +72,8 @@ RAW_DTYPES = (
     "bool",
 )
 _FLOAT_DTYPES = ("float64", "float32", "float16", "bfloat16")
-_ZLIB_LEVEL = 9
+#: embedded files: xz, strongest preset, no integrity check (the record's sha256 is one)
+_XZ_PRESET = 9 | lzma.PRESET_EXTREME
 _COPY_BLOCK_BYTES = 1 << 22
 
 Progress = Callable[[int, int], None]
@@ -105,7 +108,8 @@ def library_versions() -> dict[str, str]:
         "certify": __version__,
         "numpy": np.__version__,
         "constriction": _version_of("constriction"),
-        "zlib": zlib.ZLIB_RUNTIME_VERSION,
+        # the xz encoder of embedded files is the liblzma this Python was built with
+        "python": platform.python_version(),
     }
 
 
@@ -249,17 +253,15 @@ def compress_model(
                 spec = specs[name]
                 numel = int(array.size)
                 done += numel
-                # identical tensors (tied embeddings, equal norms) are stored once; only
-                # tensors whose dtype and shape occur twice can be identical, so only
-                # those are hashed
+                # Identical tensors (tied embeddings, equal norms) are stored once and
+                # decode to the same tensor. Only tensors whose dtype and shape occur
+                # more than once can be identical, so only those are hashed.
                 source_key = (
                     (spec.dtype, _sha256(_raw_array(array, spec.dtype)), spec.shape)
                     if same_layout[(spec.dtype, spec.shape)] > 1
                     else None
                 )
-                if (
-                    source_key is not None and source_key in seen
-                ):  # tied weights: store once, decode as the same tensor
+                if source_key is not None and source_key in seen:
                     target = seen[source_key]
                     aliases.append({"name": name, "target": target})
                     manifest[name] = _alias_line(manifest, name, target)
@@ -321,7 +323,12 @@ def compress_model(
             "data_size_bytes": data_size,
         }
         validate_header(header)
-        header_bytes = _header_bytes(header)
+        try:
+            header_bytes = _header_bytes(header)
+        except (TypeError, ValueError) as error:  # e.g. NaN or objects in config.json
+            raise ModelError(
+                f"{resolved.source}: the model config cannot be stored as JSON: {error}"
+            ) from error
         prelude = PRELUDE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
         file_digest = hashlib.sha256()
         with temp_path.open("wb") as written, spool_path.open("rb") as spooled:
@@ -382,8 +389,10 @@ def _write_support_files(spool: _Spool, contents: dict[str, bytes]) -> list[dict
     entries = []
     for name in sorted(contents):
         data = contents[name]
-        packed = zlib.compress(data, _ZLIB_LEVEL)
-        compression, stored = ("zlib", packed) if len(packed) < len(data) else ("none", data)
+        packed = lzma.compress(
+            data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, preset=_XZ_PRESET
+        )
+        compression, stored = ("xz", packed) if len(packed) < len(data) else ("none", data)
         offset, length, digest = spool.append(stored)
         entries.append(
             {
@@ -570,7 +579,12 @@ def _read_record(handle: BinaryIO, opened: _Opened, entry: dict[str, Any], what:
 
 def _read_file_entry(handle: BinaryIO, opened: _Opened, entry: dict[str, Any]) -> bytes:
     stored = _read_record(handle, opened, entry, "file")
-    if entry["compression"] == "zlib":
+    if entry["compression"] == "xz":
+        try:
+            data = lzma.decompress(stored, format=lzma.FORMAT_XZ)
+        except lzma.LZMAError as error:
+            raise ArtifactFormatError(f"file {entry['name']}: bad xz stream: {error}") from error
+    elif entry["compression"] == "zlib":
         try:
             data = zlib.decompress(stored)
         except zlib.error as error:
@@ -605,10 +619,13 @@ def iter_records(path: str | Path, *, decode: bool = True) -> Iterator[tuple[dic
                     quantized = decode_quantized(data)
                 except CertifyError as error:
                     raise ArtifactFormatError(f"tensor {entry['name']}: {error}") from error
-                if quantized.shape != shape or quantized.bits != entry["bits"]:
+                settings = opened.header["quantization"]
+                found = (quantized.shape, quantized.bits, quantized.group_size, quantized.symmetric)
+                declared = (shape, entry["bits"], settings["group_size"], settings["symmetric"])
+                if found != declared:
                     raise ArtifactFormatError(
-                        f"tensor {entry['name']}: payload holds shape {quantized.shape} at "
-                        f"{quantized.bits} bits, the header says {shape} at {entry['bits']}"
+                        f"tensor {entry['name']}: payload holds (shape, bits, group size, "
+                        f"symmetric) = {found}, the header says {declared}"
                     )
                 if not decode:
                     yield entry, quantized
@@ -730,6 +747,18 @@ def decompress_to_dir(path: str | Path, out_dir: str | Path) -> Path:
 
     path = Path(path)
     out = Path(out_dir)
+    if out.is_dir():
+        stale = sorted(
+            p.name
+            for p in out.iterdir()
+            if p.name != "model.safetensors"
+            and p.name.endswith((".safetensors", ".bin", ".index.json", ".gguf", ".pt"))
+        )
+        if stale:  # transformers would prefer e.g. an index.json over our file
+            raise InvalidInputError(
+                f"{out} already holds other weights ({', '.join(stale[:3])})",
+                hint="decompress into an empty or new folder",
+            )
     header = read_header(path)
     files = read_embedded_files(path)
     state = decode_state_dict(path)
@@ -832,17 +861,20 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
     """Where the bits of an artifact go: per tensor and per kind (checks every record).
 
     Per kind: parameters, coded bits (whole records), bits per parameter, the empirical
-    entropy of the integer codes (bits per parameter; quantized tensors only) and the
+    (zeroth-order, per-tensor) entropy of the coded integer symbols, i.e. the codes
+    centered on their group's zero point (bits per parameter; quantized only) and the
     share of the file. ``overhead`` is prelude + header + checksum + embedded files.
     """
+    from certify.codec import centered_codes
+
     path = Path(path)
     header = read_header(path)
     size_bytes = path.stat().st_size
     tensors = []
     for entry, value in iter_records(path, decode=False):
         parameters = int(np.prod(entry["shape"], dtype=np.int64))
-        entropy = (
-            _entropy_bits(value.codes, 1 << value.bits)
+        entropy = (  # of the symbols the coder actually sees (codes minus zero point)
+            _entropy_bits(centered_codes(value), 1 << value.bits)
             if entry["encoding"] == "quantized"
             else None
         )

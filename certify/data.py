@@ -19,10 +19,12 @@ which is the same as drawing a token uniformly and taking its chunk.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,11 +144,15 @@ def _artifact_tokenizer(path: Path) -> Any:
     from transformers import AutoTokenizer
 
     files = container.read_embedded_files(path)
+    # config.json as well, as in the decoded model folder: AutoTokenizer may read it
+    config = container.read_header(path).get("model", {}).get("config")
     with tempfile.TemporaryDirectory(prefix="certify-tokenizer-") as folder:
         for name, data in files.items():
             if Path(name).name != name:
                 continue  # only plain file names are tokenizer files
             (Path(folder) / name).write_bytes(data)
+        if isinstance(config, dict) and "config.json" not in files:
+            (Path(folder) / "config.json").write_text(json.dumps(config), encoding="utf-8")
         try:
             return AutoTokenizer.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as error:
@@ -440,16 +446,23 @@ def _extensions(extensions: tuple[str, ...] | list[str] | None) -> tuple[str, ..
     return cleaned
 
 
-def _local_files(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+def _local_files(root: Path, extensions: tuple[str, ...], exclude: tuple[str, ...]) -> list[Path]:
     if root.is_file():
         return [root]
     files = [
         path
         for path in root.rglob("*")
-        if path.is_file() and path.suffix.lstrip(".").lower() in extensions
+        if path.is_file()
+        and path.suffix.lstrip(".").lower() in extensions
+        and not _excluded(path.relative_to(root).as_posix(), exclude)
     ]
     # sorted by relative POSIX path: the same order on every platform
     return sorted(files, key=lambda path: path.relative_to(root).as_posix())
+
+
+def _excluded(relative: str, patterns: tuple[str, ...]) -> bool:
+    """fnmatch-style patterns on the relative POSIX path (``*`` also matches ``/``)."""
+    return any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns)
 
 
 def _relative_name(root: Path, path: Path) -> str:
@@ -582,15 +595,17 @@ def _local_source(
     source: str,
     text_column: str,
     extensions: tuple[str, ...],
+    exclude: tuple[str, ...],
     decode_errors: DecodeErrors,
     batch_size: int,
 ) -> _Source:
     root = Path(source)
-    files = _local_files(root, extensions)
+    files = _local_files(root, extensions, exclude)
     if not files:
         raise DataError(
-            f"{root} holds no files with the extensions {', '.join(extensions)}",
-            hint="pass --extensions to choose which files are documents",
+            f"{root} holds no files with the extensions {', '.join(extensions)}"
+            + (f" outside {', '.join(exclude)}" if exclude else ""),
+            hint="pass --extensions (and --exclude) to choose which files are documents",
         )
     fingerprint, total = _fingerprint_files(root, files)
 
@@ -613,6 +628,7 @@ def _local_source(
         "fingerprint": fingerprint,
         "text_column": text_column,
         "extensions": list(extensions) if root.is_dir() else None,
+        "exclude": list(exclude) if root.is_dir() else None,
         "decode_errors": decode_errors,
         "files": len(files),
     }
@@ -739,6 +755,15 @@ def _tool_versions() -> dict[str, str]:
     return versions
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_FILE_SUFFIXES = (".txt", ".md", ".py", ".jsonl", ".json", ".parquet", ".csv")
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    """NAME or OWNER/NAME, and not a file name (a missing local file is an error, not an id)."""
+    return bool(_HUB_ID.match(source)) and not source.lower().endswith(_FILE_SUFFIXES)
+
+
 def tokenize_source(
     source: str | Path,
     tokenizer: Any,
@@ -750,6 +775,7 @@ def tokenize_source(
     split: str = "train",
     revision: str | None = None,
     extensions: tuple[str, ...] | list[str] | None = None,
+    exclude: tuple[str, ...] | list[str] = (),
     decode_errors: DecodeErrors = "strict",
     batch_size: int = DEFAULT_BATCH_DOCUMENTS,
     max_shard_tokens: int = DEFAULT_MAX_SHARD_TOKENS,
@@ -761,7 +787,10 @@ def tokenize_source(
 
     ``source`` is a local file or folder, a folder of existing shards, or else a Hugging
     Face dataset id (``dataset_config``, ``split``, ``revision``; streamed when
-    ``max_documents`` is set). ``max_documents`` keeps the first N documents. When
+    ``max_documents`` is set). A folder contributes its files whose extension is in
+    ``extensions`` and whose relative path matches none of the ``exclude`` patterns
+    (fnmatch, ``*`` also matches ``/``); text files that are not UTF-8 follow
+    ``decode_errors``. ``max_documents`` keeps the first N documents. When
     ``out_dir`` already holds shards of the same source, tokenizer and ``max_documents``
     they are reused untouched. ``progress(documents_done, documents_total)`` is called
     after every batch (total 0 when unknown).
@@ -786,16 +815,18 @@ def tokenize_source(
         return _reuse_shards(local, out, tokenizer)
     if local.exists():
         concrete = _local_source(
-            source_text, text_column, _extensions(extensions), decode_errors, batch_size
+            source_text,
+            text_column,
+            _extensions(extensions),
+            tuple(sorted(set(exclude))),
+            decode_errors,
+            batch_size,
         )
-    elif local.suffix.lower() in (
-        ".txt",
-        ".jsonl",
-        ".parquet",
-        ".md",
-        ".py",
-    ) or source_text.startswith((".", "/", "~")):
-        raise DataError(f"{source_text} does not exist", hint="check the path")
+    elif not _looks_like_hub_id(source_text):
+        raise DataError(
+            f"{source_text} does not exist",
+            hint="check the path; a Hub dataset id looks like NAME or OWNER/NAME",
+        )
     else:
         concrete = _hub_source(
             source_text,

@@ -356,6 +356,7 @@ def iter_tensors(resolved: ResolvedModel) -> Iterator[tuple[str, np.ndarray]]:
     if resolved.gguf_file is not None:
         for name, tensor in _gguf_state_dict(resolved).items():
             yield name, _to_numpy(tensor)
+        _GGUF_CACHE.clear()  # the whole model was only needed for this pass
         return
     from safetensors import safe_open
 

@@ -44,6 +44,7 @@ from typing import Any
 from certify.errors import (
     CertifyError,
     DataError,
+    EvaluationError,
     InterruptedRunError,
     InvalidInputError,
     UsageError,
@@ -209,11 +210,14 @@ class StageStore:
 class RunLog:
     """``run.log``: one JSON object per line (stage start/done/reused, notes)."""
 
-    def __init__(self, path: Path, log: LogCallback | None) -> None:
+    def __init__(self, path: Path, log: LogCallback | None, *, enabled: bool = True) -> None:
         self.path = path
         self.log = log
+        self.enabled = enabled  # False on torchrun ranks other than 0
 
     def event(self, **fields: Any) -> None:
+        if not self.enabled:
+            return
         line = json.dumps({"time": round(time.time(), 3), **fields}, allow_nan=False) + "\n"
         # one write per line keeps every line whole even when the run is interrupted
         with self.path.open("a", encoding="utf-8") as handle:
@@ -221,7 +225,7 @@ class RunLog:
 
     def note(self, message: str) -> None:
         self.event(event="note", message=message)
-        if self.log is not None:
+        if self.log is not None and self.enabled:
             self.log(message)
 
 
@@ -410,6 +414,12 @@ def _check_settings(settings: RunSettings) -> None:
             raise InvalidInputError(
                 f"grid entry ({bits}, {group_size}) must be positive", field="auto_grid"
             )
+    if settings.key_path is not None and not Path(settings.key_path).expanduser().is_file():
+        raise InvalidInputError(
+            f"{settings.key_path} does not exist",
+            field="--key",
+            hint="pass a PEM private key made by certify keygen, or omit --key",
+        )
     if settings.auto_grid and len(set(settings.auto_grid)) != len(settings.auto_grid):
         raise InvalidInputError("grid entries must be distinct", field="auto_grid")
 
@@ -494,13 +504,33 @@ class _Pipeline:
         self.settings = settings
         self.run_dir = Path(settings.out_dir)
         self.state_dir = self.run_dir / STATE_DIR
+        self.rank, self.world = _distributed()
         self.store = StageStore(self.run_dir)
-        self.run_log = RunLog(self.run_dir / LOG_NAME, log)
+        self.run_log = RunLog(self.run_dir / LOG_NAME, log, enabled=self.rank == 0)
         self.runner = _Runner(self.run_log, progress)
         self._decoded: dict[str, tuple[Any, Any]] = {}
         self._device: str | None = None
         self._cpu_warned = False
         self.repo_id: str | None = settings.repo_id
+
+    # ---- torchrun: every rank evaluates, rank 0 alone writes
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _wait_for(self, name: str, inputs: str) -> dict[str, Any]:
+        """On ranks > 0: wait for rank 0 to finish stage ``name``, then read its manifest."""
+        self._barrier()
+        manifest = self.store.lookup(name, inputs)
+        if manifest is None:
+            raise EvaluationError(
+                f"rank {self.rank}: stage {name} did not finish on rank 0",
+                hint="run every rank in the same folder on one shared filesystem",
+            )
+        return manifest
 
     # ---- stages
 
@@ -529,10 +559,14 @@ class _Pipeline:
                 "tool": _tool_version(),
             }
         )
+        self._barrier()
         manifest = self.store.lookup(name, inputs)
+        self._barrier()  # every rank looked before any rank writes
         if manifest is not None:
             self.runner.reused(name)
             return _artifact_from_dict(manifest["record"])
+        if self.rank != 0:
+            return _artifact_from_dict(self._wait_for(name, inputs)["record"])
         with self.runner.stage(name):
             target = self.run_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -547,6 +581,7 @@ class _Pipeline:
                     temp.unlink()
             record = dataclasses.replace(record, path=relative)
             self.store.store(name, inputs, (relative,), to_dict(record))
+        self._barrier()
         return record
 
     def tokenize(self, artifact_path: Path, choice: DatasetChoice) -> tuple[Any, int]:
@@ -573,6 +608,10 @@ class _Pipeline:
         )
         shard_dir = cache_root / cache_key[:24]
         index = shard_dir / "index.json"
+        self._barrier()
+        if self.rank != 0:
+            self._barrier()  # rank 0 tokenizes
+            return data.open_shards(shard_dir, verify_contents=False), _bos_token_id(tokenizer)
         before = index.stat().st_mtime_ns if index.is_file() else None
         start = time.perf_counter()
         with self.runner.stage(name):
@@ -593,6 +632,7 @@ class _Pipeline:
             self.runner.timings[-1] = StageTiming(
                 stage=name, seconds=time.perf_counter() - start, reused=True
             )
+        self._barrier()
         return shards, _bos_token_id(tokenizer)
 
     def _decoded_model(self, artifact_path: Path) -> tuple[Any, Any]:
@@ -658,7 +698,9 @@ class _Pipeline:
                 "tool": _tool_version(),
             }
         )
+        self._barrier()
         manifest = self.store.lookup(name, inputs)
+        self._barrier()  # nobody writes this stage's manifest before every rank looked
         if manifest is not None:
             self.runner.reused(name)
             return risk.risk_from_dict(manifest["record"])
@@ -678,10 +720,13 @@ class _Pipeline:
                 model_identity=artifact.decoded_weights_sha256,
             )
             document = risk.risk_to_dict(record)
-            _write_json(self.run_dir / out_relative, document)
-            self.store.store(name, inputs, (out_relative,), document)
-        with contextlib.suppress(FileNotFoundError):
-            checkpoint.unlink()
+            if self.rank == 0:
+                _write_json(self.run_dir / out_relative, document)
+                self.store.store(name, inputs, (out_relative,), document)
+        self._barrier()
+        if self.rank == 0:
+            for leftover in checkpoint.parent.glob(f"{checkpoint.name}*"):
+                leftover.unlink(missing_ok=True)
         return record
 
     def bound(
@@ -706,12 +751,13 @@ class _Pipeline:
 
     # ---- the whole run
 
-    def run(self) -> RunResult:
+    def run(self) -> RunResult | None:
         settings = self.settings
         _check_settings(settings)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        sweep_temp_files(self.run_dir)
+        if self.rank == 0:
+            sweep_temp_files(self.run_dir)
         self.run_log.event(
             event="run",
             model=settings.model,
@@ -726,9 +772,10 @@ class _Pipeline:
                 hint="run the same command again to continue",
             ) from None
         finally:
-            sweep_temp_files(self.run_dir)
+            if self.rank == 0:
+                sweep_temp_files(self.run_dir)
 
-    def _run(self) -> RunResult:
+    def _run(self) -> RunResult | None:
         settings = self.settings
         resolved = self.resolve()
         choice = choose_dataset(settings, resolved)
@@ -756,6 +803,8 @@ class _Pipeline:
             )
             bound_result = self.bound(artifact, risk_record, configurations)
         self._decoded.clear()
+        if self.rank != 0:
+            return None  # torchrun worker: it helped evaluate; rank 0 certifies
         dataset_record = risk_record.data
         if dataset_record is None:
             raise DataError("the evaluation did not record its dataset; this is a bug")
@@ -835,12 +884,18 @@ class _Pipeline:
         # publish the chosen candidate as the run's artifact (same bytes, same hash)
         name = "select"
         inputs = sha256_json({"artifact_sha256": best_artifact.sha256})
-        if self.store.lookup(name, inputs) is not None:
+        self._barrier()
+        selected = self.store.lookup(name, inputs) is not None
+        self._barrier()
+        if selected:
             self.runner.reused(name)
+        elif self.rank != 0:
+            self._wait_for(name, inputs)
         else:
             with self.runner.stage(name):
                 _copy_atomically(self.run_dir / best_artifact.path, self.run_dir / ARTIFACT_NAME)
                 self.store.store(name, inputs, (ARTIFACT_NAME,))
+            self._barrier()
         artifact = dataclasses.replace(best_artifact, path=ARTIFACT_NAME)
         assert shards is not None  # the grid is non-empty (checked)
         risk_record = self.evaluate(
@@ -1132,6 +1187,17 @@ def _public_key_path(private_key_path: Path, run_dir: Path) -> Path:
     return beside if beside.is_file() else run_dir / PUBLIC_KEY_NAME
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) under an initialised torch.distributed (torchrun), else (0, 1)."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank()), int(dist.get_world_size())
+    return 0, 1
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -1149,7 +1215,7 @@ def run(
     *,
     progress: ProgressCallback | None = None,
     log: LogCallback | None = None,
-) -> RunResult:
+) -> RunResult | None:
     """Run every stage for ``settings`` in ``settings.out_dir``; reuse finished stages.
 
     ``progress(stage, done, total)`` is called as stages advance (total 0 when unknown;
@@ -1157,6 +1223,10 @@ def run(
     notes worth showing a person (dataset choice, CPU time estimate, key creation).
     Raises :class:`~certify.errors.InterruptedRunError` on Ctrl-C after removing any
     half-written file; running again continues from the finished stages.
+
+    Under ``torchrun`` (an initialised process group) every rank evaluates its share
+    of the chunks; rank 0 alone writes files and certifies, and the other ranks
+    return None after the evaluation.
     """
     return _Pipeline(settings, progress, log).run()
 

@@ -184,17 +184,15 @@ def quantize_tensor(
     max_code = (1 << bits) - 1
     steps = float(max_code) if not symmetric else float((1 << (bits - 1)) - 1)
 
-    # Pass 1: the scale each group needs (group min/max via reshape; partial tail apart).
+    # Pass 1: the scale each group needs. reduceat over the group starts handles the
+    # partial last group too, and is faster than min(axis=1) for short groups.
     full = (numel // group_size) * group_size
-    lows = np.empty(num_groups, dtype=np.float32)
-    highs = np.empty(num_groups, dtype=np.float32)
-    if full:
-        blocks = flat[:full].reshape(-1, group_size)
-        np.min(blocks, axis=1, out=lows[: full // group_size])
-        np.max(blocks, axis=1, out=highs[: full // group_size])
-    if full < numel:
-        lows[-1] = flat[full:].min()
-        highs[-1] = flat[full:].max()
+    starts = np.arange(0, numel, group_size, dtype=np.intp)
+    if num_groups:
+        lows = np.minimum.reduceat(flat, starts)
+        highs = np.maximum.reduceat(flat, starts)
+    else:
+        lows = highs = np.zeros(0, dtype=np.float32)
     if num_groups and not (np.isfinite(lows).all() and np.isfinite(highs).all()):
         raise InvalidInputError(
             "contain NaN or infinite values", field="weights", hint="check the checkpoint"

@@ -263,9 +263,7 @@ def target_logprob_and_rank(
     return torch.cat(logprobs), torch.cat(ranks)
 
 
-def smoothed_bits(
-    logprob_nats: np.ndarray, alphas: Sequence[float], vocab_size: int
-) -> np.ndarray:
+def smoothed_bits(logprob_nats: np.ndarray, alphas: Sequence[float], vocab_size: int) -> np.ndarray:
     """Bits −log2((1−α)·p + α/V) for every α (rows) and token (columns), float64.
 
     The mixture is a ``logaddexp`` of ``ln(1−α) + ln p`` and ``ln α − ln V``, so tiny
@@ -322,7 +320,9 @@ class _Scorer:
         if mine.shape != reference.shape:
             return False
         scale = float(reference.abs().max()) + 1.0
-        tolerance = 1e-4 if reference.dtype == torch.float32 and hidden.dtype == torch.float32 else 2e-2
+        tolerance = (
+            1e-4 if reference.dtype == torch.float32 and hidden.dtype == torch.float32 else 2e-2
+        )
         return bool((mine.to(reference.device) - reference).abs().max() <= tolerance * scale)
 
     def _hidden(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -334,7 +334,7 @@ class _Scorer:
     def score(
         self, input_ids: torch.Tensor, first_scored: int, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs and ranks of ``targets`` ``[B, L]`` predicted at positions ``first_scored:``."""
+        """Log-probs and ranks of ``targets`` ``[B, L]``, predicted from ``first_scored`` on."""
         length = int(targets.shape[1])
         if self.use_hidden:
             assert self.head is not None
@@ -676,15 +676,11 @@ def evaluate(
             dtype=np.int64,
         )
     distinct, multiplicity = np.unique(drawn, return_counts=True)
-    layouts = _layouts(
-        distinct.tolist(), n_tokens, settings.chunk_tokens, settings.context_tokens
-    )
+    layouts = _layouts(distinct.tolist(), n_tokens, settings.chunk_tokens, settings.context_tokens)
 
     device = str(model.get_input_embeddings().weight.device)
     on_gpu = not device.startswith("cpu")
-    scorer = _Scorer(
-        model, GPU_LOGIT_ELEMENTS if on_gpu else CPU_LOGIT_ELEMENTS, vocab_slice
-    )
+    scorer = _Scorer(model, GPU_LOGIT_ELEMENTS if on_gpu else CPU_LOGIT_ELEMENTS, vocab_slice)
     rank, world = _distributed()
 
     key = None
@@ -810,10 +806,8 @@ def aggregate(
     means = sums / scored[:, None]
     draws = np.repeat(means, multiplicity, axis=0)
     samples = int(draws.shape[0])
-    if settings.exhaustive:
-        centre = sums.sum(axis=0) / float(n_tokens)
-    else:
-        centre = draws.mean(axis=0)
+    # exhaustive: token-weighted, i.e. R-hat over the whole stream
+    centre = sums.sum(axis=0) / float(n_tokens) if settings.exhaustive else draws.mean(axis=0)
     variance = draws.var(axis=0, ddof=1) if samples > 1 else np.zeros(draws.shape[1])
     metrics: list[MetricSample] = []
     names: list[tuple[str, float | None, int | None]] = [
@@ -906,7 +900,9 @@ def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
             chunk_tokens=int(document["chunk_tokens"]),
             context_tokens=int(document["context_tokens"]),
             sampling=SamplingRecord(
-                method=sampling["method"], samples=int(sampling["samples"]), seed=int(sampling["seed"])
+                method=sampling["method"],
+                samples=int(sampling["samples"]),
+                seed=int(sampling["seed"]),
             ),
             metrics=metrics,
             device=str(document["device"]),
@@ -931,11 +927,14 @@ def load_for_evaluation(
     device: str = "auto",
     dtype: str = "auto",
     device_map: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
 ) -> tuple[Any, Any]:
-    """(model in eval mode, tokenizer) from a ``.certz`` file or a local model folder.
+    """(model in eval mode, tokenizer) from a ``.certz`` file, a model folder or a Hub id.
 
     A ``.certz`` is decoded by ``certify.container`` (the certificate is about those
-    weights). ``device_map="auto"`` spreads a large model over the available GPUs (and
+    weights); a Hub id is fetched by ``certify.models.resolve_model`` (``endpoint``,
+    ``token``). ``device_map="auto"`` spreads a large model over the available GPUs (and
     CPU) with accelerate instead of moving it to one ``device``.
     """
     path = Path(source)
@@ -950,22 +949,27 @@ def load_for_evaluation(
             path, device=resolved_device, dtype=torch_dtype
         )
     if not path.is_dir():
-        raise ModelError(
-            f"{source} is not a local model folder or .certz file; "
-            "download it first (certify compress MODEL makes a .certz)"
-        )
+        from certify.models import resolve_model
+
+        resolved = resolve_model(str(source), endpoint=endpoint, token=token)
+        if resolved.gguf_file is not None:
+            raise ModelError(
+                f"{source} is a GGUF model; evaluate its .certz instead "
+                "(certify compress makes one)"
+            )
+        path = Path(resolved.local_dir)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         kwargs: dict[str, Any] = {"dtype": torch_dtype}
         if device_map is not None:
             kwargs["device_map"] = device_map
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)  # type: ignore[arg-type]
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load a causal LM from {path}: {error}") from error
     if device_map is None:
-        model.to(resolved_device)
+        model.to(resolved_device)  # type: ignore[arg-type]
     model.eval()
     return model, tokenizer
 

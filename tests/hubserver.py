@@ -143,7 +143,12 @@ class HubServer:
     # ------------------------------------------------------------------ test helpers
 
     def fail(
-        self, path_contains: str, *, method: str | None = None, status: int = 500, times: int | None = 1
+        self,
+        path_contains: str,
+        *,
+        method: str | None = None,
+        status: int = 500,
+        times: int | None = 1,
     ) -> Fault:
         """Make matching requests fail with ``status`` (``times=None``: every time)."""
         fault = Fault(path_contains, method, status, times)
@@ -154,8 +159,14 @@ class HubServer:
         """The on-disk folder of a repo (exists once the repo was created)."""
         return self.root / f"{repo_type}s" / repo_id
 
-    def create_repo(self, repo_id: str, *, owner: str | None = None, private: bool = False,
-                    repo_type: str = "model") -> None:
+    def create_repo(
+        self,
+        repo_id: str,
+        *,
+        owner: str | None = None,
+        private: bool = False,
+        repo_type: str = "model",
+    ) -> None:
         """Create a repo directly (e.g. one owned by someone else)."""
         with self._lock:
             self._create(repo_type, repo_id, owner or repo_id.split("/")[0], private)
@@ -165,7 +176,9 @@ class HubServer:
         meta = self._meta(repo_type, repo_id)
         return None if meta is None else meta["branches"].get(branch)
 
-    def commit_log(self, repo_id: str, branch: str = "main", repo_type: str = "model") -> list[dict[str, Any]]:
+    def commit_log(
+        self, repo_id: str, branch: str = "main", repo_type: str = "model"
+    ) -> list[dict[str, Any]]:
         """Commits of ``branch``, newest first (each with its ``oid``)."""
         oid = self.head(repo_id, branch, repo_type)
         log = []
@@ -175,14 +188,21 @@ class HubServer:
             oid = commit["parent"]
         return log
 
-    def files(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> dict[str, bytes]:
+    def files(
+        self, repo_id: str, revision: str = "main", repo_type: str = "model"
+    ) -> dict[str, bytes]:
         """Every file of ``revision`` with its content."""
         oid = self._resolve(repo_type, repo_id, revision)
         entries = self._commit(repo_type, repo_id, oid)["files"]
         return {path: self._object(entry["sha256"]) for path, entry in sorted(entries.items())}
 
     def commit_files(
-        self, repo_id: str, files: dict[str, bytes], *, branch: str = "main", message: str = "seed",
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        *,
+        branch: str = "main",
+        message: str = "seed",
         repo_type: str = "model",
     ) -> str:
         """Commit ``files`` directly (test setup), returning the new commit oid."""
@@ -229,7 +249,9 @@ class HubServer:
             os.replace(tmp, target)
         return self._entry(sha256, len(content), lfs=lfs, content=content)
 
-    def _entry(self, sha256: str, size: int, *, lfs: bool, content: bytes | None = None) -> dict[str, Any]:
+    def _entry(
+        self, sha256: str, size: int, *, lfs: bool, content: bytes | None = None
+    ) -> dict[str, Any]:
         if lfs:
             oid = git_blob_oid(lfs_pointer(sha256, size))
         else:
@@ -242,7 +264,12 @@ class HubServer:
         return hashlib.sha1(raw).hexdigest()
 
     def _write_commit(
-        self, repo_type: str, repo_id: str, branch: str, parent: str | None, message: str,
+        self,
+        repo_type: str,
+        repo_id: str,
+        branch: str,
+        parent: str | None,
+        message: str,
         entries: dict[str, Any],
     ) -> str:
         commit = {"parent": parent, "message": message, "files": entries, "date": time.time()}
@@ -267,9 +294,10 @@ class HubServer:
             raise HubHTTPError(404, "Repository not found", "RepoNotFound")
         if revision in meta["branches"]:
             return meta["branches"][revision]  # type: ignore[no-any-return]
-        if COMMIT_OID.match(revision) and (
-            self._repo_path(repo_type, repo_id) / "commits" / f"{revision}.json"
-        ).exists():
+        if (
+            COMMIT_OID.match(revision)
+            and (self._repo_path(repo_type, repo_id) / "commits" / f"{revision}.json").exists()
+        ):
             return revision
         raise HubHTTPError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 
@@ -298,8 +326,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json", head: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        head: bool = False,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -344,8 +378,10 @@ class _Handler(BaseHTTPRequestHandler):
         head = method == "HEAD"
         try:
             for fault in self.hub.faults:
-                if fault.path_contains in url.path and fault.method in (None, method) and (
-                    fault.times is None or fault.hits < fault.times
+                if (
+                    fault.path_contains in url.path
+                    and fault.method in (None, method)
+                    and (fault.times is None or fault.hits < fault.times)
                 ):
                     fault.hits += 1
                     self._body()
@@ -392,19 +428,31 @@ class _Handler(BaseHTTPRequestHandler):
         repo_type = "model"
         if parts[0] in ("datasets", "spaces"):
             repo_type, parts = REPO_TYPES[parts[0]], parts[1:]
-        if len(parts) >= 2 and parts[1].endswith(".git") and parts[2:] == ["info", "lfs", "objects", "batch"]:
+        if (
+            len(parts) >= 2
+            and parts[1].endswith(".git")
+            and parts[2:] == ["info", "lfs", "objects", "batch"]
+        ):
             return self._lfs_batch(repo_type, f"{parts[0]}/{parts[1][:-4]}")
         if len(parts) >= 5 and parts[2] == "resolve" and method in ("GET", "HEAD"):
-            return self._resolve_file(repo_type, f"{parts[0]}/{parts[1]}", parts[3],
-                                      "/".join(parts[4:]), head)
+            return self._resolve_file(
+                repo_type, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head
+            )
         raise HubHTTPError(404, f"no route for {method} {path}")
 
     def _whoami(self) -> None:
         user = self._user()
         if user is None:
             raise HubHTTPError(401, INVALID_CREDENTIALS)
-        self._json(200, {"type": "user", "name": user, "orgs": [],
-                         "auth": {"type": "access_token", "accessToken": {"role": "write"}}})
+        self._json(
+            200,
+            {
+                "type": "user",
+                "name": user,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"role": "write"}},
+            },
+        )
 
     def _create_repo(self) -> None:
         payload = json.loads(self._body() or b"{}")
@@ -434,8 +482,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._json(200, {"errors": [], "warnings": []})
 
-    def _api_repo(self, method: str, repo_type: str, repo_id: str, rest: list[str],
-                  query: dict[str, list[str]]) -> None:
+    def _api_repo(
+        self,
+        method: str,
+        repo_type: str,
+        repo_id: str,
+        rest: list[str],
+        query: dict[str, list[str]],
+    ) -> None:
         if method == "GET" and (not rest or rest[0] == "revision"):
             return self._info(repo_type, repo_id, rest[1] if len(rest) > 1 else "main")
         if method == "GET" and rest[0] == "tree":
@@ -443,9 +497,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._tree(repo_type, repo_id, rest[1], "/".join(rest[2:]), recursive)
         if method == "GET" and rest[0] == "refs":
             meta = self._can_read(repo_type, repo_id)
-            branches = [{"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid}
-                        for name, oid in sorted(meta["branches"].items())
-                        if not name.startswith("refs/pr/")]
+            branches = [
+                {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid}
+                for name, oid in sorted(meta["branches"].items())
+                if not name.startswith("refs/pr/")
+            ]
             return self._json(200, {"branches": branches, "converts": [], "tags": []})
         if method == "POST" and rest[0] == "branch":
             return self._branch(repo_type, repo_id, "/".join(rest[1:]))
@@ -459,14 +515,35 @@ class _Handler(BaseHTTPRequestHandler):
         meta = self._can_read(repo_type, repo_id)
         oid = self.hub._resolve(repo_type, repo_id, revision)
         commit = self.hub._commit(repo_type, repo_id, oid)
-        siblings = [{"rfilename": path, "size": entry["size"], "blobId": entry["oid"],
-                     **({"lfs": {"size": entry["size"], "sha256": entry["sha256"],
-                                 "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"]))}}
-                        if entry["lfs"] else {})}
-                    for path, entry in sorted(commit["files"].items())]
+        siblings = [
+            {
+                "rfilename": path,
+                "size": entry["size"],
+                "blobId": entry["oid"],
+                **(
+                    {
+                        "lfs": {
+                            "size": entry["size"],
+                            "sha256": entry["sha256"],
+                            "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"])),
+                        }
+                    }
+                    if entry["lfs"]
+                    else {}
+                ),
+            }
+            for path, entry in sorted(commit["files"].items())
+        ]
         info: dict[str, Any] = {
-            "id": repo_id, "author": repo_id.split("/")[0], "sha": oid, "private": meta["private"],
-            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
+            "id": repo_id,
+            "author": repo_id.split("/")[0],
+            "sha": oid,
+            "private": meta["private"],
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": [],
             "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit["date"])),
             "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(meta["created"])),
             "siblings": siblings,
@@ -481,7 +558,9 @@ class _Handler(BaseHTTPRequestHandler):
                     info["model-index"] = card["model-index"]
         self._json(200, info)
 
-    def _tree(self, repo_type: str, repo_id: str, revision: str, prefix: str, recursive: bool) -> None:
+    def _tree(
+        self, repo_type: str, repo_id: str, revision: str, prefix: str, recursive: bool
+    ) -> None:
         self._can_read(repo_type, repo_id)
         oid = self.hub._resolve(repo_type, repo_id, revision)
         files = self.hub._commit(repo_type, repo_id, oid)["files"]
@@ -491,7 +570,7 @@ class _Handler(BaseHTTPRequestHandler):
         for path, entry in sorted(files.items()):
             if base and not path.startswith(base + "/"):
                 continue
-            relative = path[len(base) + 1:] if base else path
+            relative = path[len(base) + 1 :] if base else path
             if "/" in relative and not recursive:
                 folders.add((base + "/" if base else "") + relative.split("/")[0])
                 continue
@@ -499,15 +578,25 @@ class _Handler(BaseHTTPRequestHandler):
                 pieces = relative.split("/")[:-1]
                 for depth in range(1, len(pieces) + 1):
                     folders.add((base + "/" if base else "") + "/".join(pieces[:depth]))
-            item: dict[str, Any] = {"type": "file", "path": path, "size": entry["size"], "oid": entry["oid"]}
+            item: dict[str, Any] = {
+                "type": "file",
+                "path": path,
+                "size": entry["size"],
+                "oid": entry["oid"],
+            }
             if entry["lfs"]:
-                item["lfs"] = {"oid": entry["sha256"], "size": entry["size"],
-                               "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"]))}
+                item["lfs"] = {
+                    "oid": entry["sha256"],
+                    "size": entry["size"],
+                    "pointerSize": len(lfs_pointer(entry["sha256"], entry["size"])),
+                }
             out.append(item)
         if base and not out and not folders:
             raise HubHTTPError(404, f"{base} does not exist", "EntryNotFound")
-        out.extend({"type": "directory", "path": folder, "oid": hashlib.sha1(folder.encode()).hexdigest()}
-                   for folder in sorted(folders))
+        out.extend(
+            {"type": "directory", "path": folder, "oid": hashlib.sha1(folder.encode()).hexdigest()}
+            for folder in sorted(folders)
+        )
         self._json(200, out)
 
     def _branch(self, repo_type: str, repo_id: str, branch: str) -> None:
@@ -529,13 +618,19 @@ class _Handler(BaseHTTPRequestHandler):
         threshold = self.hub.lfs_threshold_bytes
         answers = []
         for item in payload.get("files", []):
-            lfs = threshold is not None and 0 < int(item["size"]) and int(item["size"]) >= threshold
+            lfs = threshold is not None and int(item["size"]) > 0 and int(item["size"]) >= threshold
             existing = current.get(item["path"])
             remote_oid = None
             if existing is not None and existing["lfs"] == lfs:
                 remote_oid = existing["sha256"] if lfs else existing["oid"]
-            answers.append({"path": item["path"], "uploadMode": "lfs" if lfs else "regular",
-                            "shouldIgnore": False, "oid": remote_oid})
+            answers.append(
+                {
+                    "path": item["path"],
+                    "uploadMode": "lfs" if lfs else "regular",
+                    "shouldIgnore": False,
+                    "oid": remote_oid,
+                }
+            )
         self._json(200, {"files": answers, "commitOid": oid})
 
     def _lfs_batch(self, repo_type: str, repo_id: str) -> None:
@@ -552,8 +647,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "verify": {"href": f"{self.hub.endpoint}/lfs-verify/{oid}", "expires_in": 3600},
                 }
             objects.append(entry)
-        self._json(200, {"transfer": "basic", "objects": objects},
-                   {"Content-Type": "application/vnd.git-lfs+json"})
+        self._json(
+            200,
+            {"transfer": "basic", "objects": objects},
+            {"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def _lfs_put(self, oid: str) -> None:
         content = self._body()
@@ -572,7 +670,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubHTTPError(404, f"object {oid} was not uploaded")
         self._json(200, {"oid": oid, "size": payload.get("size")})
 
-    def _commit(self, repo_type: str, repo_id: str, revision: str, query: dict[str, list[str]]) -> None:
+    def _commit(
+        self, repo_type: str, repo_id: str, revision: str, query: dict[str, list[str]]
+    ) -> None:
         raw = self._body()
         lines = [json.loads(line) for line in raw.splitlines() if line.strip()]
         create_pr = query.get("create_pr", ["0"])[0] == "1"
@@ -607,7 +707,9 @@ class _Handler(BaseHTTPRequestHandler):
                     staged.append((path, entry, None))
                 elif key in ("deletedFile", "deletedFolder"):
                     if key == "deletedFile" and path not in entries:
-                        raise HubHTTPError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
+                        raise HubHTTPError(
+                            404, f"A file with this name doesn't exist: {path}", "EntryNotFound"
+                        )
                     staged.append((path, None, None))
                 else:
                     raise HubHTTPError(400, f"unsupported commit operation {key!r}")
@@ -625,14 +727,23 @@ class _Handler(BaseHTTPRequestHandler):
             if create_pr:
                 number = 1 + sum(1 for name in meta["branches"] if name.startswith("refs/pr/"))
                 branch = f"refs/pr/{number}"
-                pr_url = f"{self.hub.endpoint}/{URL_PREFIX[repo_type]}{repo_id}/discussions/{number}"
+                pr_url = (
+                    f"{self.hub.endpoint}/{URL_PREFIX[repo_type]}{repo_id}/discussions/{number}"
+                )
             oid = self.hub._write_commit(repo_type, repo_id, branch, parent, message, entries)
-        self._json(200, {
-            "commitUrl": f"{self.hub.endpoint}/{URL_PREFIX[repo_type]}{repo_id}/commit/{oid}",
-            "commitOid": oid, "pullRequestUrl": pr_url, "success": True,
-        })
+        self._json(
+            200,
+            {
+                "commitUrl": f"{self.hub.endpoint}/{URL_PREFIX[repo_type]}{repo_id}/commit/{oid}",
+                "commitOid": oid,
+                "pullRequestUrl": pr_url,
+                "success": True,
+            },
+        )
 
-    def _resolve_file(self, repo_type: str, repo_id: str, revision: str, path: str, head: bool) -> None:
+    def _resolve_file(
+        self, repo_type: str, repo_id: str, revision: str, path: str, head: bool
+    ) -> None:
         self._can_read(repo_type, repo_id)
         oid = self.hub._resolve(repo_type, repo_id, revision)
         entry = self.hub._commit(repo_type, repo_id, oid)["files"].get(path)

@@ -170,9 +170,7 @@ def test_running_twice_changes_nothing(certificate: dict[str, Any], existing: st
     once = _update(existing, certificate)
     assert _update(once, certificate) == once
     new = render_card(certificate, key_fingerprint=FINGERPRINT, base_model=None, dataset=None)
-    assert (
-        update_card_text(new, certificate, key_fingerprint=FINGERPRINT, base_model=None) == new
-    )
+    assert update_card_text(new, certificate, key_fingerprint=FINGERPRINT, base_model=None) == new
 
 
 def test_a_new_certificate_replaces_ours_only(certificate: dict[str, Any], existing: str) -> None:
@@ -264,9 +262,7 @@ def test_cli_card_on_a_local_folder_is_idempotent(
 def test_cli_card_without_a_key_says_how_to_fix(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = run_cli(
-        ["card", str(tmp_path), "--certificate", str(FIXTURES / "certificate.json")]
-    )
+    code = run_cli(["card", str(tmp_path), "--certificate", str(FIXTURES / "certificate.json")])
     assert code == 2
     err = capsys.readouterr().err
     assert "--key" in err and not (tmp_path / "README.md").exists()
@@ -274,3 +270,119 @@ def test_cli_card_without_a_key_says_how_to_fix(
 
 def test_module_names_its_markers() -> None:
     assert card_module.BEGIN_MARKER != card_module.END_MARKER
+
+
+# --------------------------------------------------------------------------- certify card REPO
+
+
+@pytest.fixture
+def public_key(tmp_path: Path) -> tuple[Path, str]:
+    """A fresh signer's public key (PEM path) and its fingerprint."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from certify.signing import public_key_fingerprint
+
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    path = tmp_path / "signer.pub.pem"
+    path.write_bytes(pem)
+    return path, public_key_fingerprint(pem)
+
+
+def _seed_card(server: Any, repo_id: str) -> str:
+    server.create_repo(repo_id)
+    return str(server.commit_files(repo_id, {"README.md": (FIXTURES / "existing.md").read_bytes()}))
+
+
+def test_cli_card_push_keeps_other_metadata_and_is_idempotent(
+    hub_server: Any,
+    public_key: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from huggingface_hub import HfApi
+
+    _seed_card(hub_server, "alice/smol")
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    argv = [
+        "card",
+        "alice/smol",
+        "--certificate",
+        str(FIXTURES / "certificate.json"),
+        "--key",
+        str(public_key[0]),
+        "--push",
+        "--json",
+    ]
+    assert run_cli(argv) == 0
+    pushed = json.loads(capsys.readouterr().out)
+    assert pushed["changed"] is True and set(pushed["files"]) == {"README.md", "bound.png"}
+    info = HfApi(endpoint=hub_server.endpoint, token=hub_server.token).model_info("alice/smol")
+    assert info.sha == pushed["commit_oid"]
+    data = info.card_data
+    assert data.license == "apache-2.0" and data.pipeline_tag == "text-generation"
+    assert data["widget"] == [{"text": "Once upon a time"}]
+    results = {(r.source_name, r.metric_type): r.metric_value for r in data.eval_results}
+    assert results[("Some Leaderboard", "acc_norm")] == 42.1
+    assert ("certify", "bits_per_token_bound") in results
+    assert data["certify"]["key_fingerprint"] == public_key[1]
+    readme = hub_server.files("alice/smol")["README.md"].decode()
+    assert "A small model. This paragraph is the owner's and must not change." in readme
+    assert "certify verify alice/smol --key" in readme
+    assert hub_server.files("alice/smol")["bound.png"].startswith(b"\x89PNG")
+
+    head = hub_server.head("alice/smol")
+    assert run_cli(argv) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is False
+    assert hub_server.head("alice/smol") == head  # nothing pushed the second time
+
+
+def test_cli_card_without_push_prints_and_commits_nothing(
+    hub_server: Any,
+    public_key: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    seeded = _seed_card(hub_server, "alice/smol2")
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    certificate = str(FIXTURES / "certificate.json")
+    argv = ["card", "alice/smol2", "--certificate", certificate, "--key", str(public_key[0])]
+    assert run_cli(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("---\n") and BEGIN_MARKER in out
+    assert out == _update_for_repo((FIXTURES / "existing.md").read_text(), public_key[1])
+    assert hub_server.head("alice/smol2") == seeded
+
+
+def _update_for_repo(existing_text: str, fingerprint: str) -> str:
+    import hashlib
+
+    raw = (FIXTURES / "certificate.json").read_bytes()
+    certificate = json.loads(raw)
+    return update_card_text(
+        existing_text,
+        certificate,
+        key_fingerprint=fingerprint,
+        base_model=certificate["model"]["source"],
+        dataset={"id": certificate["data"]["source"], "revision": certificate["data"]["revision"]},
+        repo_id="alice/smol2",
+        endpoint=None,
+        certificate_sha256_hex=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def test_cli_card_on_a_missing_repo_is_a_hub_error(
+    hub_server: Any,
+    public_key: tuple[Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    argv = ["card", "alice/absent", "--certificate", str(FIXTURES / "certificate.json")]
+    assert run_cli([*argv, "--key", str(public_key[0])]) == 11
+    assert "alice/absent" in capsys.readouterr().err

@@ -198,3 +198,27 @@ def test_codec_parameters_record_byte_changing_settings() -> None:
     assert parameters["word_bits"] == 32
     assert parameters["constriction_version"].count(".") >= 1
     assert parameters["payload_version"] == 1
+
+
+def _entropy_bits(symbols: np.ndarray) -> float:
+    counts = np.bincount(symbols).astype(np.float64)
+    counts = counts[counts > 0]
+    return float(-(counts * np.log2(counts / symbols.size)).sum())
+
+
+def test_codes_are_coded_relative_to_their_zero_point() -> None:
+    from certify.codec import centered_codes
+
+    rng = np.random.default_rng(8)
+    # every group holds small noise and one outlier, alternately positive and negative, so
+    # zero points differ (~3 vs ~12) and the raw codes mix two shifted distributions
+    weights = rng.standard_normal((256, 64)).astype(np.float32) * 0.1
+    weights[::2, 0] = 1.0
+    weights[1::2, 0] = -1.0
+    q = quantize_tensor(weights, 4, 64)
+    centered = centered_codes(q)
+    zeros = np.repeat(q.zero_points, 64)
+    assert np.array_equal((centered.astype(np.int64) + zeros) % 16, q.codes)
+    payload_bits = 8 * len(encode_quantized(q))
+    assert payload_bits < 0.9 * _entropy_bits(q.codes)
+    assert payload_bits < 1.05 * _entropy_bits(centered) + 8 * 256

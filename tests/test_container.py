@@ -136,6 +136,26 @@ def test_decoded_logits_equal_in_memory_dequantized(
     )
 
 
+def test_public_load_and_dtype(compressed: Callable[..., tuple[Path, Any]]) -> None:
+    import certify
+
+    path, _ = compressed("qwen2", True)
+    model = certify.load(path, dtype=torch.bfloat16, device="cpu")
+    assert model.dtype == torch.bfloat16 and not model.training
+    assert torch.equal(_logits(certify.load(path)), _logits(load_model(path)))
+
+
+def test_decompress_refuses_folder_with_other_weights(
+    compressed: Callable[..., tuple[Path, Any]], tmp_path: Path
+) -> None:
+    path, _ = compressed("llama", False)
+    (tmp_path / "model.safetensors.index.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match="already holds other weights"):
+        decompress_to_dir(path, tmp_path)
+    decompress_to_dir(path, tmp_path / "fresh")
+    decompress_to_dir(path, tmp_path / "fresh")  # overwriting its own output is fine
+
+
 def test_size_bytes_and_sha256_describe_the_file(
     compressed: Callable[..., tuple[Path, Any]],
 ) -> None:
@@ -261,19 +281,30 @@ def test_progress_reports_all_parameters(toy_model: Path, tmp_path: Path) -> Non
 # --------------------------------------------------------------------------- golden fixture
 
 
-def _without_versions(header: dict[str, Any]) -> dict[str, Any]:
-    """The header minus the fields that only record library versions."""
+def _portable(header: dict[str, Any]) -> dict[str, Any]:
+    """The header minus what may change with library versions (docs/FORMAT.md, Versioning):
+    version fields, and the xz bytes of embedded files (so also record offsets)."""
     copy = json.loads(json.dumps(header))
     copy.pop("libraries")
+    copy.pop("data_size_bytes")
     copy["codec"].pop("constriction_version", None)
     copy["model"]["config"].pop("transformers_version", None)
+    for entry in copy["files"] + copy["tensors"]:
+        entry.pop("offset")
+    for entry in copy["files"]:
+        for key in ("length", "sha256"):
+            entry.pop(key)
     return copy
 
 
-def _data_section(path: Path) -> bytes:
+def _tensor_records(path: Path) -> dict[str, bytes]:
     data = path.read_bytes()
     _, _, header_length = PRELUDE.unpack(data[: PRELUDE.size])
-    return data[PRELUDE.size + header_length + 32 :]
+    start = PRELUDE.size + header_length + 32
+    return {
+        e["name"]: data[start + e["offset"] : start + e["offset"] + e["length"]]
+        for e in read_header(path)["tensors"]
+    }
 
 
 def test_golden_fixture_reads_and_verifies() -> None:
@@ -296,8 +327,8 @@ def test_golden_fixture_regenerates_identically(tmp_path: Path) -> None:
     shutil.copytree(golden.parent / "source", source)
     out = tmp_path / "again.certz"
     compress_model(resolve_model(str(source)), QuantizationSettings(**maker.GOLDEN_SETTINGS), out)
-    assert _without_versions(read_header(out)) == _without_versions(read_header(golden))
-    assert _data_section(out) == _data_section(golden)
+    assert _portable(read_header(out)) == _portable(read_header(golden))
+    assert _tensor_records(out) == _tensor_records(golden)
     if read_header(out)["libraries"] == read_header(golden)["libraries"]:
         assert out.read_bytes() == golden.read_bytes()
 

@@ -84,6 +84,22 @@ def test_load_tokenizer_from_folder(toy_model: Path, tokenizer: Any) -> None:
     assert data.tokenizer_sha256(loaded) == data.tokenizer_sha256(tokenizer)
 
 
+def test_artifact_tokenizer_has_the_same_hash(
+    toy_model: Path, tokenizer: Any, tmp_path: Path
+) -> None:
+    """Shards made with the original model match the tokenizer decoded from its .certz."""
+    from certify import container
+    from certify.models import resolve_model
+    from certify.records import QuantizationSettings
+
+    artifact = tmp_path / "model.certz"
+    container.compress_model(resolve_model(str(toy_model)), QuantizationSettings(), artifact)
+    from_artifact = data.load_tokenizer(artifact)
+    assert data.tokenizer_sha256(from_artifact) == data.tokenizer_sha256(tokenizer)
+    _, decoded_tokenizer = container.load_model_and_tokenizer(artifact)
+    assert data.tokenizer_sha256(decoded_tokenizer) == data.tokenizer_sha256(tokenizer)
+
+
 # --------------------------------------------------------------------------- exact n, shards
 
 
@@ -192,6 +208,10 @@ def test_folder_is_walked_in_sorted_order(
     only_py = data.tokenize_source(root, tokenizer, tmp_path / "py", extensions=["py"])
     assert only_py.read(0, only_py.n_tokens).tolist() == naive_stream(tokenizer, [sample_texts[1]])
     assert only_py.record.revision != shards.record.revision
+    no_b = data.tokenize_source(root, tokenizer, tmp_path / "no-b", exclude=["b/*", "*.md"])
+    expected = naive_stream(tokenizer, [sample_texts[0], *sample_texts[5:8]])
+    assert no_b.read(0, no_b.n_tokens).tolist() == expected
+    assert no_b.index["source"]["exclude"] == ["*.md", "b/*"]
 
 
 def test_fingerprint_follows_contents(tokenizer: Any, tmp_path: Path) -> None:
@@ -311,8 +331,9 @@ def test_hub_dataset_from_local_hub(
         data.tokenize_source(
             "alice/corpus", tokenizer, tmp_path / "bad", text_column="body", **common
         )
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="nope") as missing_split:
         data.tokenize_source("alice/corpus", tokenizer, tmp_path / "x", split="nope", **common)
+    assert "\n" not in str(missing_split.value)
 
 
 def test_open_hub_dataset_offline_fails_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -576,6 +597,8 @@ def test_bad_sources(tokenizer: Any, tmp_path: Path) -> None:
         data.tokenize_source(tmp_path / "bad.parquet", tokenizer, tmp_path / "o6")
     with pytest.raises(DataError, match="does not exist"):
         data.tokenize_source(tmp_path / "missing.txt", tokenizer, tmp_path / "o7")
+    with pytest.raises(DataError, match="does not exist"):
+        data.tokenize_source("no/such/folder", tokenizer, tmp_path / "o7")
     (tmp_path / "nothing").mkdir()
     with pytest.raises(DataError, match="holds no files"):
         data.tokenize_source(tmp_path / "nothing", tokenizer, tmp_path / "o8")

@@ -100,6 +100,7 @@ def test_run_verify_push_and_verify_from_hub(
     )
 
     assert run_cli(["verify", str(run_dir), "--key", str(_public_key(home))]) == 0
+    capsys.readouterr()
 
     # push (every stage reused, then one commit), then verify from the repo id
     monkeypatch.setenv("HF_TOKEN", hub_server.token)
@@ -219,7 +220,7 @@ def test_sigint_leaves_nothing_half_written_and_rerun_completes(
     toy_model: Path, home: Path, tmp_path: Path, sample_texts: tuple[str, ...]
 ) -> None:
     data = tmp_path / "big.txt"  # long enough that exhaustive evaluation takes a while
-    data.write_text("\n".join(sample_texts) * 60, encoding="utf-8")
+    data.write_text("\n".join(sample_texts) * 3, encoding="utf-8")
     run_dir = tmp_path / "run"
     argv = [
         "run", str(toy_model), "--dataset", str(data), "--exhaustive", "--chunk-tokens", "64",
@@ -237,7 +238,8 @@ def test_sigint_leaves_nothing_half_written_and_rerun_completes(
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            if log.is_file() and '"stage": "evaluate"' in log.read_text():
+            # decode, then evaluate: a few seconds of work in which to interrupt
+            if log.is_file() and '"stage": "decode"' in log.read_text():
                 break
             time.sleep(0.05)
         assert process.poll() is None, (
@@ -415,7 +417,6 @@ def test_readme_and_cli_name_the_same_commands() -> None:
 
 def cli_reference() -> str:
     """docs/CLI.md: every command's options, generated from the typer app."""
-    import click
     import typer.main
 
     from certify.cli import app
@@ -442,12 +443,14 @@ def cli_reference() -> str:
             "|---|---|---|",
         ]
         for param in command.params:
-            if isinstance(param, click.Argument):
-                label = f"`{param.human_readable_name}`"
-                default = "required"
+            if param.param_type_name == "argument":
+                label = f"`{param.metavar or str(param.name).upper()}`"
+                default = "required" if param.required else ""
             else:
                 label = ", ".join(f"`{opt}`" for opt in param.opts)
-                default = "" if param.default in (None, False) else f"`{param.default}`"
+                default = (
+                    "" if param.default is None or param.default is False else f"`{param.default}`"
+                )
             meaning = (getattr(param, "help", None) or "").replace("|", "\\|")
             lines.append(f"| {label} | {default} | {meaning} |")
         lines.append("")

@@ -93,7 +93,9 @@ def test_non_p256_keys_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SigningError, match="P-256"):
         signing.load_private_key(path)
     ed = ed25519.Ed25519PrivateKey.generate().public_key()
-    pem = ed.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = ed.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     with pytest.raises(VerificationError, match="P-256"):
         signing.load_public_key(pem)
     with pytest.raises(VerificationError, match="PEM"):
@@ -104,7 +106,9 @@ def test_keygen_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
     monkeypatch.delenv("CERTIFY_KEY_PASSPHRASE", raising=False)
     assert run_cli(["keygen", "-o", str(tmp_path / "k")]) == 0
     out = capsys.readouterr()
-    fingerprint = signing.public_key_fingerprint((tmp_path / "k" / signing.PUBLIC_KEY_NAME).read_bytes())
+    fingerprint = signing.public_key_fingerprint(
+        (tmp_path / "k" / signing.PUBLIC_KEY_NAME).read_bytes()
+    )
     assert fingerprint in out.out and "PRIVATE" not in out.out + out.err
     assert run_cli(["keygen", "-o", str(tmp_path / "k")]) == 9
     assert "--force" in capsys.readouterr().err
@@ -137,7 +141,9 @@ def test_statement_subjects_and_round_trip(
     assert statement["predicateType"] == signing.PREDICATE_TYPE
     names = [subject["name"] for subject in statement["subject"]]
     assert names == ["model.certz", "tokenizer.safetensors"]
-    assert statement["subject"][1]["digest"]["sha256"] == hashlib.sha256(b"more weights").hexdigest()
+    assert (
+        statement["subject"][1]["digest"]["sha256"] == hashlib.sha256(b"more weights").hexdigest()
+    )
     assert statement["subject"][1]["annotations"] == {"size_bytes": 12}
     envelope = signing.sign_statement(statement, keys.private_key_path)
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
@@ -236,19 +242,33 @@ def test_sign_run_writes_everything_and_model_signing_accepts_it(
     assert set(paths) == {"certificate", "envelope", "public_key", "bundle"}
     assert (run / "certificate.json").read_bytes() == canonical_bytes(certificate)
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        ["README.md", "certificate.json", "certificate.dsse.json",
-         signing.PUBLIC_KEY_NAME, "model.certz", "model.sig"]
-    )  # fmt: skip
+        [
+            "README.md",
+            "certificate.json",
+            "certificate.dsse.json",
+            signing.PUBLIC_KEY_NAME,
+            "model.certz",
+            "model.sig",
+        ]
+    )
     signing.verify_model_signing_bundle(run, pair.public_key_path)
     # the model-signing command line, exactly as its documentation shows it
     command = [
-        sys.executable, "-m", "model_signing", "verify", "key", "--signature",
-        str(run / "model.sig"), "--public_key", pair.public_key_path, str(run),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "model_signing",
+        "verify",
+        "key",
+        "--signature",
+        str(run / "model.sig"),
+        "--public_key",
+        pair.public_key_path,
+        str(run),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     (run / "README.md").write_text("# changed card\n")
-    with pytest.raises(VerificationError, match="README.md"):
+    with pytest.raises(VerificationError, match=r"README\.md"):
         signing.verify_model_signing_bundle(run, pair.public_key_path)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode != 0

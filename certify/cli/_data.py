@@ -88,6 +88,12 @@ def tokenize_command(
         "--extensions",
         help="Comma-separated file extensions read from a folder.",
     ),
+    exclude: list[str] = typer.Option(
+        [],
+        "--exclude",
+        metavar="PATTERN",
+        help="Skip folder files whose relative path matches (repeatable), e.g. 'test/*'.",
+    ),
     decode_errors: str = typer.Option(
         "strict",
         "--decode-errors",
@@ -125,6 +131,7 @@ def tokenize_command(
             split=split,
             revision=revision,
             extensions=[item for item in extensions.split(",") if item.strip()],
+            exclude=exclude,
             decode_errors=decode_errors,  # type: ignore[arg-type]
             max_shard_tokens=max_shard_tokens,
             token=token,
@@ -151,3 +158,268 @@ def tokenize_command(
     )
     console.print(f"tokenizer sha256 {shards.record.tokenizer_sha256}", soft_wrap=True)
     console.print(f"shards sha256    {shards.record.shards_sha256}", soft_wrap=True)
+
+
+# --- evaluate
+
+EVALUATE_HELP = "\n\n".join(
+    [
+        "Measure a model's token-level losses on chunks of a dataset (input of "
+        "[bold]certify bound[/bold]).",
+        "MODEL is a [cyan].certz[/cyan] artifact (decoded first: the certificate is about "
+        "those weights), a model folder or a Hub id. SRC is a folder of token shards from "
+        "[bold]certify tokenize[/bold], or any source that command reads (tokenized on the "
+        "fly into --shards-dir, reused next time); shards made with another tokenizer are "
+        "refused.",
+        "The stream is cut into chunks of --chunk-tokens; --samples chunks are drawn with "
+        "probability proportional to length (seeded, with replacement), or every chunk once "
+        "with --exhaustive. Each chunk is fed after one BOS token and --context-tokens tokens "
+        "of the text before it, which are not scored (docs/RISK.md). For every α of "
+        "--alphas the smoothed loss in bits, and for every k of --top-k the top-k error, "
+        "come from the same forward passes. The output (-o, --json) has exactly the input "
+        "shape of certify bound.",
+        "Runs on CUDA, then MPS, then CPU (bf16 on a GPU, fp32 on CPU); --checkpoint makes "
+        "an interrupted run resumable with identical numbers. Under torchrun each process "
+        "evaluates a share of the chunks.",
+        "[bold]Examples[/bold]",
+        "  certify evaluate model.certz --dataset shards/ -o risk.json",
+        "  certify evaluate ./my-model --dataset notes.txt --samples 2000 --chunk-tokens 512 "
+        "--context-tokens 256 --json",
+        "  torchrun --nproc_per_node 8 -m certify evaluate model.certz --dataset shards/ "
+        "--checkpoint risk.ckpt -o risk.json",
+        "  certify bound risk.json --artifact model.certz",
+    ]
+)
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    from certify.errors import InvalidInputError
+
+    try:
+        return tuple(float(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"expected comma-separated numbers such as 0.001,0.01, got {text!r}", field=option
+        ) from None
+
+
+def _integers(text: str, option: str) -> tuple[int, ...]:
+    from certify.errors import InvalidInputError
+
+    try:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"expected comma-separated integers such as 1,10,100, got {text!r}", field=option
+        ) from None
+
+
+def _start_distributed(device: str) -> tuple[int, int, str]:
+    """Join the torchrun process group when WORLD_SIZE > 1; (rank, world, device)."""
+    world = int(env("WORLD_SIZE") or "1")
+    if world <= 1:
+        return 0, 1, device
+    import torch
+    import torch.distributed as dist
+
+    local_rank = int(env("LOCAL_RANK") or "0")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return int(dist.get_rank()), int(dist.get_world_size()), device
+
+
+def _evaluate_progress() -> Progress:
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
+
+    class TokensPerSecond(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("? tokens/s" if speed is None else f"{speed:,.0f} tokens/s")
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tokens"),
+        TokensPerSecond(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    )
+
+
+def _write_json_file(path: Path, document: dict[str, Any]) -> None:
+    import json
+    import os
+
+    from certify.errors import InvalidInputError
+
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InvalidInputError(f"folder {directory} does not exist", field="--output")
+    temporary = directory / f"{path.name}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+@app.command("evaluate", help=EVALUATE_HELP)
+def evaluate_command(
+    model_source: str = typer.Argument(
+        ..., metavar="MODEL_OR_CERTZ", help=".certz artifact, model folder or Hub id."
+    ),
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d", metavar="SRC", help="Token-shard folder or a source to tokenize."
+    ),
+    samples: int = typer.Option(10000, "--samples", "-s", min=1, help="Chunks to draw."),
+    chunk_tokens: int = typer.Option(1024, "--chunk-tokens", min=1, help="Tokens per chunk (S)."),
+    context_tokens: int = typer.Option(
+        0, "--context-tokens", min=0, help="Unscored tokens of context before a chunk (P)."
+    ),
+    alphas: str = typer.Option("0.001,0.01,0.1,0.5", "--alphas", help="Smoothing α grid."),
+    top_k: str = typer.Option("1,10,100", "--top-k", help="k values of the top-k error."),
+    exhaustive: bool = typer.Option(
+        False, "--exhaustive", help="Evaluate every chunk once instead of sampling."
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the chunk sampler."),
+    device: str = typer.Option("auto", "--device", help="auto, cuda, cuda:N, mps or cpu."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16, float16 or float32."),
+    batch_size: str = typer.Option(
+        "auto", "--batch-size", help="Sequences per forward pass, or auto."
+    ),
+    device_map: str | None = typer.Option(
+        None, "--device-map", help="'auto' spreads a large model over GPUs with accelerate."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="File keeping partial results; rerun to resume."
+    ),
+    shards_dir: Path | None = typer.Option(
+        None,
+        "--shards-dir",
+        help="Where a non-shard SRC is tokenized (default: a cache folder per source).",
+    ),
+    text_column: str = typer.Option("text", "--text-column", help="Text field of SRC."),
+    max_documents: int | None = typer.Option(
+        None, "--max-documents", min=1, help="Tokenize only the first N documents of SRC."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the risk JSON here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the risk JSON to stdout."),
+) -> None:
+    """Measure losses (see EVALUATE_HELP)."""
+    import hashlib
+    import time
+
+    from rich.table import Table
+
+    from certify import data, risk
+    from certify.errors import InvalidInputError
+    from certify.records import EvaluationSettings
+
+    if batch_size != "auto" and not batch_size.isdigit():
+        raise InvalidInputError(
+            f"expected a positive integer or auto, got {batch_size!r}", field="--batch-size"
+        )
+    if device_map not in (None, "auto"):
+        raise InvalidInputError(
+            f"only 'auto' is supported, got {device_map!r}", field="--device-map"
+        )
+    settings = EvaluationSettings(
+        chunk_tokens=chunk_tokens,
+        context_tokens=context_tokens,
+        samples=samples,
+        exhaustive=exhaustive,
+        seed=seed,
+        alphas=_floats(alphas, "--alphas"),
+        top_k=_integers(top_k, "--top-k"),
+        device=device,
+        dtype=dtype,
+        batch_size=None if batch_size == "auto" else int(batch_size),
+    )
+    rank, _world, placed = _start_distributed(risk.resolve_device(device))
+    quiet = rank != 0
+    endpoint, token = env("HF_ENDPOINT"), env("HF_TOKEN")
+    started = time.perf_counter()
+    with err_console.status(f"loading {model_source}"):
+        model, tokenizer = risk.load_for_evaluation(
+            model_source,
+            device=placed,
+            dtype=dtype,
+            device_map=device_map,
+            endpoint=endpoint,
+            token=token,
+        )
+    if data.is_shard_dir(dataset):
+        shards = data.open_shards(dataset)
+    else:
+        if shards_dir is None:
+            cache = Path(env("XDG_CACHE_HOME") or Path.home() / ".cache") / "certify" / "shards"
+            key = f"{Path(dataset).resolve() if Path(dataset).exists() else dataset}"
+            key += f"|{data.tokenizer_sha256(tokenizer)}|{max_documents}|{text_column}"
+            shards_dir = cache / hashlib.sha256(key.encode()).hexdigest()[:16]
+        with err_console.status(f"tokenizing {dataset} into {shards_dir}"):
+            shards = data.tokenize_source(
+                dataset,
+                tokenizer,
+                shards_dir,
+                text_column=text_column,
+                max_documents=max_documents,
+                token=token,
+                endpoint=endpoint,
+            )
+    data.check_tokenizer(shards, tokenizer)
+    with _evaluate_progress() as bar:
+        task = bar.add_task("evaluating", total=None, visible=not quiet)
+
+        def report(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        record = risk.evaluate(
+            model,
+            shards,
+            settings,
+            bos_token_id=risk.bos_for(tokenizer),
+            progress=report,
+            checkpoint_path=checkpoint,
+        )
+    if quiet:
+        return
+    document = risk.risk_to_dict(record)
+    if output is not None:
+        _write_json_file(output, document)
+    if as_json:
+        print_json(document)
+        return
+    table = Table(title=f"token-level risk of {model_source}", title_justify="left")
+    for column in ("loss", "α / k", "mean", "std. error", "samples"):
+        table.add_column(column, justify="left" if column == "loss" else "right")
+    for metric in record.metrics:
+        stderr = (metric.sample_variance / metric.samples) ** 0.5
+        parameter = f"{metric.alpha:g}" if metric.name == "bits" else str(metric.k)
+        unit = "bits/token" if metric.name == "bits" else "error rate"
+        table.add_row(
+            f"{metric.name} ({unit})",
+            parameter,
+            f"{metric.sample_mean:.4f}",
+            f"{stderr:.4f}",
+            f"{metric.samples:,}",
+        )
+    console.print(table)
+    console.print(
+        f"{record.tokens_scored:,} tokens scored of n = {record.n_tokens:,} on "
+        f"{record.device} ({record.dtype}) in {record.seconds:.1f} s "
+        f"({record.tokens_scored / max(record.seconds, 1e-9):,.0f} tokens/s; "
+        f"{time.perf_counter() - started:.1f} s in all)",
+        soft_wrap=True,
+    )
+    if output is not None:
+        console.print(
+            f"wrote [cyan]{output}[/cyan]; next: certify bound {output} --artifact MODEL.certz",
+            soft_wrap=True,
+        )

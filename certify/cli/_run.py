@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -308,6 +309,14 @@ def run_command(
         device=device,
         dtype=dtype,
     )
+    if int(env("WORLD_SIZE") or "1") > 1:  # under torchrun: join the process group
+        from certify.cli._data import _start_distributed
+        from certify.risk import resolve_device
+
+        rank, _, device = _start_distributed(resolve_device(device))
+        if rank != 0:
+            err_console.quiet = True
+        evaluation = dataclasses.replace(evaluation, device=device)
     token = env("HF_TOKEN")
     endpoint = endpoint or env("HF_ENDPOINT")
     settings = RunSettings(
@@ -352,6 +361,8 @@ def run_command(
     _quiet_transformers()
     with progress:
         result = pipeline.run(settings, progress=_StageProgress(progress), log=log)
+    if result is None:  # a torchrun worker (rank > 0): rank 0 reports
+        return
     if as_json:
         print_json(pipeline.result_to_dict(result))
         return

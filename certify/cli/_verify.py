@@ -52,18 +52,35 @@ Exit status: 0 when every check passes, 10 when any fails.
   certify verify runs/tiny --key k.pub.pem --recompute-risk --dataset shards/
 """
 
+
+def _unwrap(text: str) -> str:
+    """Join the lines of each prose paragraph (rich keeps single newlines); keep examples."""
+    paragraphs = []
+    for block in text.strip().split("\n\n"):
+        lines = block.splitlines()
+        indented = any(line.startswith("  ") for line in lines)
+        paragraphs.append(block if indented else " ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MARKS = {"pass": "✓", "fail": "✗", "unpinned": "!", "not_run": "-"}
 
 
 def _default_key_dir() -> Path:
-    return Path.home() / ".config" / "certify"
+    """The folder `certify run` makes and looks for its key in, so both agree."""
+    from certify.cli._run import default_key_dir
+
+    return default_key_dir()
 
 
-@app.command("keygen", help=KEYGEN_HELP)
+@app.command("keygen", help=_unwrap(KEYGEN_HELP))
 def keygen(
     out_dir: Path = typer.Option(
-        None, "--out-dir", "-o", help="Folder for the key pair (default ~/.config/certify)."
+        None,
+        "--out-dir",
+        "-o",
+        help="Folder for the key pair (default: where certify run looks, ~/.config/certify/keys).",
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing key pair."),
     as_json: bool = typer.Option(False, "--json", help="Print paths and fingerprint as JSON."),
@@ -113,7 +130,7 @@ def _resolve_target(target: str, revision: str | None) -> Path:
     )
 
 
-@app.command("verify", help=VERIFY_HELP)
+@app.command("verify", help=_unwrap(VERIFY_HELP))
 def verify_command(
     target: str = typer.Argument(..., help="Run folder, certificate file or Hub repo id."),
     key: Path = typer.Option(
@@ -131,6 +148,9 @@ def verify_command(
     ),
     risk_tolerance: float = typer.Option(
         1e-3, "--risk-tolerance", help="Largest accepted gap of a re-measured mean (its unit)."
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="Device for --recompute-risk (auto: CUDA, then MPS, then CPU)."
     ),
     skip_decode: bool = typer.Option(
         False, "--skip-decode", help="Do not decode the artifact (faster; that check then fails)."
@@ -156,6 +176,7 @@ def verify_command(
         recompute_risk=recompute_risk,
         dataset=dataset,
         risk_tolerance=risk_tolerance,
+        risk_device=device,
     )
     if as_json:
         print_json(

@@ -121,9 +121,9 @@ def _count_symbols(flat: np.ndarray, alphabet_size: int) -> np.ndarray:
         pairs = np.zeros(1 << 16, dtype=np.int64)
         for start in range(0, pair_view.size, _CHUNK_SYMBOLS):
             pairs += np.bincount(pair_view[start : start + _CHUNK_SYMBOLS], minlength=1 << 16)
-        pairs = pairs.reshape(256, 256)
         # each pair adds its low byte to a column and its high byte to a row count
-        counts = pairs.sum(axis=0) + pairs.sum(axis=1)
+        pair_table = pairs.reshape(256, 256)
+        counts = pair_table.sum(axis=0) + pair_table.sum(axis=1)
         if even < flat.size:
             counts[flat[-1]] += 1
         if counts[alphabet_size:].any():

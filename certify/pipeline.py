@@ -510,7 +510,6 @@ class _Pipeline:
         self.runner = _Runner(self.run_log, progress)
         self._decoded: dict[str, tuple[Any, Any]] = {}
         self._device: str | None = None
-        self._cpu_warned = False
         self.repo_id: str | None = settings.repo_id
 
     # ---- torchrun: every rank evaluates, rank 0 alone writes
@@ -653,26 +652,28 @@ class _Pipeline:
                 )
         return self._decoded[key]
 
-    def _warn_cpu(self, model: Any, artifact: ArtifactRecord, evaluations: int) -> None:
-        if self._cpu_warned:
-            return
-        self._cpu_warned = True
-        device = str(model.get_input_embeddings().weight.device)
-        if not device.startswith("cpu"):
+    def _warn_cpu(self, resolved: ResolvedModel) -> None:
+        """Before any slow stage: on a CPU, estimate the evaluation time and suggest less."""
+        from certify.models import tensor_specs
+        from certify.risk import resolve_device
+
+        if not resolve_device(self.settings.evaluation.device).startswith("cpu"):
             return
         import torch
 
         evaluation = self.settings.evaluation
+        parameters = sum(math.prod(spec.shape) for spec in tensor_specs(resolved))
+        evaluations = len(self.settings.auto_grid) + 1 if self.settings.auto_grid else 1
         per_sample = evaluation.chunk_tokens + evaluation.context_tokens + 1
         tokens = evaluation.samples * per_sample * evaluations
-        seconds = cpu_estimate_seconds(artifact.parameters, tokens, torch.get_num_threads())
+        seconds = cpu_estimate_seconds(parameters, tokens, torch.get_num_threads())
         if seconds < 120:
             return
         self.run_log.note(
-            f"evaluating on CPU: about {tokens:,} tokens through a {artifact.parameters:,}-"
-            f"parameter model, roughly {_format_minutes(seconds)}; for a quick look pass "
-            "smaller settings, e.g. --samples 64 --chunk-tokens 256 (a GPU machine runs the "
-            "defaults; see README 'GPU')"
+            f"evaluating on CPU: about {tokens:,} tokens through a {parameters:,}-parameter "
+            f"model, roughly {_format_minutes(seconds)}; for a quick look pass smaller "
+            "settings, e.g. --samples 64 --chunk-tokens 256 (a GPU runs the defaults; "
+            "README 'GPU and multi-GPU')"
         )
 
     def evaluate(
@@ -684,7 +685,6 @@ class _Pipeline:
         name: str,
         seed: int,
         out_relative: str,
-        evaluations: int,
     ) -> RiskRecord:
         from certify import risk
 
@@ -706,7 +706,6 @@ class _Pipeline:
             return risk.risk_from_dict(manifest["record"])
         artifact_path = self.run_dir / artifact.path
         model, _ = self._decoded_model(artifact_path)
-        self._warn_cpu(model, artifact, evaluations)
         checkpoint = self.state_dir / "checkpoints" / f"{name}-{inputs[:16]}.json"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         with self.runner.stage(name):
@@ -778,6 +777,7 @@ class _Pipeline:
     def _run(self) -> RunResult | None:
         settings = self.settings
         resolved = self.resolve()
+        self._warn_cpu(resolved)
         choice = choose_dataset(settings, resolved)
         if choice.defaulted:
             self.run_log.note(choice.note)
@@ -799,7 +799,6 @@ class _Pipeline:
                 name="evaluate",
                 seed=settings.evaluation.seed,
                 out_relative=RISK_NAME,
-                evaluations=1,
             )
             bound_result = self.bound(artifact, risk_record, configurations)
         self._decoded.clear()
@@ -853,7 +852,6 @@ class _Pipeline:
                 name=f"search[{label}]",
                 seed=_search_seed(settings.evaluation.seed),
                 out_relative=f"{STATE_DIR}/candidates/{label}/{RISK_NAME}",
-                evaluations=configurations + 1,
             )
             with self.runner.stage(f"bound[{label}]"):
                 from certify.bound import compute_bound
@@ -905,7 +903,6 @@ class _Pipeline:
             name="evaluate",
             seed=settings.evaluation.seed,
             out_relative=RISK_NAME,
-            evaluations=1,
         )
         bound_result = self.bound(artifact, risk_record, configurations)
         search = [

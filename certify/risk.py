@@ -133,48 +133,75 @@ def resolve_device(device: str) -> str:
 # --------------------------------------------------------------------------- core math
 
 
+#: widest vocabulary slice whose 0/1 comparison counts sum exactly in float32
+_MAX_EXACT_SLICE = 1 << 24
+
+
+class _Workspace:
+    """Two reusable float32 buffers of ``rows x width``: fresh logits, and comparisons.
+
+    Reusing them for every block avoids allocating (and page-faulting) tens of MB per
+    operation, which dominates the CPU time of the log-softmax otherwise.
+    """
+
+    def __init__(self, rows: int, width: int, device: torch.device) -> None:
+        import torch
+
+        self.logits = torch.empty(rows * width, dtype=torch.float32, device=device)
+        self.flags = torch.empty(rows * width, dtype=torch.float32, device=device)
+
+    def view(self, buffer: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+        return buffer[: rows * width].view(rows, width)
+
+
 def _stream_logprob_and_rank(
-    columns: Callable[[int, int], torch.Tensor],
+    columns: Callable[[int, int, torch.Tensor], torch.Tensor],
     targets: torch.Tensor,
     vocab_size: int,
     vocab_slice: int,
+    workspace: _Workspace,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Target log-probability and rank from logits produced slice by slice.
 
-    ``columns(lo, hi)`` returns float32 logits of vocabulary entries ``lo:hi`` for
-    every row. With one slice the logits are computed once; with several, a first pass
-    keeps a running log-sum-exp and picks the target's logit out of the same numbers the
-    rank is compared against, and a second pass counts strictly greater logits.
+    ``columns(lo, hi, out)`` writes float32 logits of vocabulary entries ``lo:hi`` of
+    every row into ``out`` (which is then overwritten here). With one slice the logits
+    are computed once; with several, a first pass keeps a running log-sum-exp and picks
+    the target's logit out of the same numbers the rank is compared against, and a second
+    pass counts strictly greater logits. Counts are sums of 0/1 floats, exact below 2^24.
     """
     import torch
 
+    rows = int(targets.shape[0])
     if vocab_slice >= vocab_size:
-        logits = columns(0, vocab_size)
-        target_logit = logits.gather(1, targets[:, None]).squeeze(1)
-        log_normaliser = torch.logsumexp(logits, dim=-1)
-        rank = (logits > target_logit[:, None]).sum(dim=-1)
-        return target_logit - log_normaliser, rank
-    rows = targets.shape[0]
+        logits = columns(0, vocab_size, workspace.view(workspace.logits, rows, vocab_size))
+        target_logit = logits.gather(1, targets[:, None])
+        # rank first: the log-sum-exp below overwrites ``logits``
+        flags = workspace.view(workspace.flags, rows, vocab_size)
+        rank = torch.gt(logits, target_logit, out=flags).sum(dim=-1)
+        peak = logits.amax(dim=-1, keepdim=True)
+        log_normaliser = peak.squeeze(1) + torch.log(logits.sub_(peak).exp_().sum(dim=-1))
+        return target_logit.squeeze(1) - log_normaliser, rank.long()
     running_max = torch.full((rows,), -math.inf, dtype=torch.float32, device=targets.device)
     running_sum = torch.zeros(rows, dtype=torch.float32, device=targets.device)
     target_logit = torch.zeros(rows, dtype=torch.float32, device=targets.device)
     for lo in range(0, vocab_size, vocab_slice):
         hi = min(lo + vocab_slice, vocab_size)
-        logits = columns(lo, hi)
-        new_max = torch.maximum(running_max, logits.max(dim=-1).values)
-        running_sum = running_sum * torch.exp(running_max - new_max) + torch.exp(
-            logits - new_max[:, None]
-        ).sum(dim=-1)
-        running_max = new_max
+        logits = columns(lo, hi, workspace.view(workspace.logits, rows, hi - lo))
         inside = (targets >= lo) & (targets < hi)
         local = (targets - lo).clamp(0, hi - lo - 1)
         picked = logits.gather(1, local[:, None]).squeeze(1)
         target_logit = torch.where(inside, picked, target_logit)
+        new_max = torch.maximum(running_max, logits.amax(dim=-1))
+        shifted = logits.sub_(new_max[:, None]).exp_()
+        running_sum = running_sum * torch.exp(running_max - new_max) + shifted.sum(dim=-1)
+        running_max = new_max
     log_normaliser = running_max + torch.log(running_sum)
     rank = torch.zeros(rows, dtype=torch.int64, device=targets.device)
     for lo in range(0, vocab_size, vocab_slice):
         hi = min(lo + vocab_slice, vocab_size)
-        rank += (columns(lo, hi) > target_logit[:, None]).sum(dim=-1)
+        logits = columns(lo, hi, workspace.view(workspace.logits, rows, hi - lo))
+        flags = workspace.view(workspace.flags, rows, hi - lo)
+        rank += torch.gt(logits, target_logit[:, None], out=flags).sum(dim=-1).long()
     return target_logit - log_normaliser, rank
 
 
@@ -187,8 +214,40 @@ def _block_plan(vocab_size: int, logit_elements: int, vocab_slice: int | None) -
             if full_rows >= MIN_ROWS_PER_BLOCK
             else max(1, logit_elements // MIN_ROWS_PER_BLOCK)
         )
-    vocab_slice = max(1, min(vocab_slice, vocab_size))
+    vocab_slice = max(1, min(vocab_slice, vocab_size, _MAX_EXACT_SLICE))
     return max(1, logit_elements // vocab_slice), vocab_slice
+
+
+def _blocked(
+    targets: torch.Tensor,
+    vocab_size: int,
+    vocab_slice: int | None,
+    logit_elements: int,
+    columns_of_block: Callable[[int, int], Callable[[int, int, torch.Tensor], torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run :func:`_stream_logprob_and_rank` over row blocks and concatenate."""
+    import torch
+
+    rows_per_block, vocab_slice = _block_plan(vocab_size, logit_elements, vocab_slice)
+    total_rows = int(targets.shape[0])
+    if total_rows == 0:
+        empty = torch.zeros(0, device=targets.device)
+        return empty.float(), empty.long()
+    rows_per_block = min(rows_per_block, total_rows)
+    workspace = _Workspace(rows_per_block, vocab_slice, targets.device)
+    logprobs, ranks = [], []
+    for start in range(0, total_rows, rows_per_block):
+        stop = min(start + rows_per_block, total_rows)
+        logprob, rank = _stream_logprob_and_rank(
+            columns_of_block(start, stop),
+            targets[start:stop],
+            vocab_size,
+            vocab_slice,
+            workspace,
+        )
+        logprobs.append(logprob)
+        ranks.append(rank)
+    return torch.cat(logprobs), torch.cat(ranks)
 
 
 def logprob_and_rank_from_logits(
@@ -203,25 +262,14 @@ def logprob_and_rank_from_logits(
     The rank is the number of entries with a strictly greater logit (ties favour the
     target). The log-softmax runs over row blocks and vocabulary slices in float32.
     """
-    import torch
 
-    vocab_size = int(logits.shape[-1])
-    rows_per_block, vocab_slice = _block_plan(vocab_size, logit_elements, vocab_slice)
-    logprobs, ranks = [], []
-    for start in range(0, int(targets.shape[0]), rows_per_block):
-        block = logits[start : start + rows_per_block]
-        block_targets = targets[start : start + rows_per_block]
+    def columns_of_block(start: int, stop: int) -> Callable[..., torch.Tensor]:
+        def columns(lo: int, hi: int, out: torch.Tensor) -> torch.Tensor:
+            return out.copy_(logits[start:stop, lo:hi])
 
-        def columns(lo: int, hi: int, block: torch.Tensor = block) -> torch.Tensor:
-            return block[:, lo:hi].float()
+        return columns
 
-        logprob, rank = _stream_logprob_and_rank(columns, block_targets, vocab_size, vocab_slice)
-        logprobs.append(logprob)
-        ranks.append(rank)
-    if not logprobs:
-        empty = torch.zeros(0, device=logits.device)
-        return empty.float(), empty.long()
-    return torch.cat(logprobs), torch.cat(ranks)
+    return _blocked(targets, int(logits.shape[-1]), vocab_slice, logit_elements, columns_of_block)
 
 
 def target_logprob_and_rank(
@@ -243,24 +291,21 @@ def target_logprob_and_rank(
     import torch
     import torch.nn.functional as functional
 
-    vocab_size = int(weight.shape[0])
-    rows_per_block, vocab_slice = _block_plan(vocab_size, logit_elements, vocab_slice)
-    logprobs, ranks = [], []
-    for start in range(0, int(targets.shape[0]), rows_per_block):
-        block = hidden[start : start + rows_per_block]
-        block_targets = targets[start : start + rows_per_block]
+    def columns_of_block(start: int, stop: int) -> Callable[..., torch.Tensor]:
+        block = hidden[start:stop]
 
-        def columns(lo: int, hi: int, block: torch.Tensor = block) -> torch.Tensor:
+        def columns(lo: int, hi: int, out: torch.Tensor) -> torch.Tensor:
+            part = weight[lo:hi]
+            if block.dtype == torch.float32 and part.dtype == torch.float32:
+                if bias is None:
+                    return torch.mm(block, part.T, out=out)
+                return torch.addmm(bias[lo:hi].float(), block, part.T, out=out)
             part_bias = None if bias is None else bias[lo:hi]
-            return functional.linear(block, weight[lo:hi], part_bias).float()
+            return out.copy_(functional.linear(block, part, part_bias))
 
-        logprob, rank = _stream_logprob_and_rank(columns, block_targets, vocab_size, vocab_slice)
-        logprobs.append(logprob)
-        ranks.append(rank)
-    if not logprobs:
-        empty = torch.zeros(0, device=hidden.device)
-        return empty.float(), empty.long()
-    return torch.cat(logprobs), torch.cat(ranks)
+        return columns
+
+    return _blocked(targets, int(weight.shape[0]), vocab_slice, logit_elements, columns_of_block)
 
 
 def smoothed_bits(logprob_nats: np.ndarray, alphas: Sequence[float], vocab_size: int) -> np.ndarray:

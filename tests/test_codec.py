@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +223,30 @@ def test_codes_are_coded_relative_to_their_zero_point() -> None:
     payload_bits = 8 * len(encode_quantized(q))
     assert payload_bits < 0.9 * _entropy_bits(q.codes)
     assert payload_bits < 1.05 * _entropy_bits(centered) + 8 * 256
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "codec"
+
+
+def _golden_tensors() -> dict[str, tuple[np.ndarray, int, int, bool]]:
+    """Exactly representable weights (no libm), so the bytes are platform-independent."""
+    asymmetric = (((np.arange(200) * 37) % 101 - 50) / 64).astype(np.float32).reshape(10, 20)
+    asymmetric[3, 7] = 5.0  # one outlier; 200 values in groups of 16: a partial last group
+    symmetric = (((np.arange(96) * 13) % 29 - 14) / 32).astype(np.float32).reshape(4, 24)
+    return {
+        "quantized_payload_v1.bin": (asymmetric, 3, 16, False),
+        "quantized_payload_v1_symmetric.bin": (symmetric, 4, 8, True),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_golden_tensors()))
+def test_golden_payload_bytes(name: str) -> None:
+    """The v1 payload bytes are frozen. If the format changes on purpose, bump
+    PAYLOAD_VERSION and rewrite the fixture with ``encode_quantized`` of these tensors."""
+    weights, bits, group_size, symmetric = _golden_tensors()[name]
+    q = quantize_tensor(weights, bits, group_size, symmetric=symmetric)
+    golden = (FIXTURES / name).read_bytes()
+    assert encode_quantized(q) == golden
+    decoded = decode_quantized(golden)
+    assert decoded == q
+    assert np.array_equal(dequantize(decoded), dequantize(q))

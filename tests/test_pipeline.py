@@ -224,7 +224,7 @@ def test_sigint_leaves_nothing_half_written_and_rerun_completes(
     run_dir = tmp_path / "run"
     argv = [
         "run", str(toy_model), "--dataset", str(data), "--exhaustive", "--chunk-tokens", "64",
-        "--alphas", "0.1", "--top-k", "1", "--device", "cpu", "-o", str(run_dir),
+        "--alphas", "0.01", "--top-k", "1", "--device", "cpu", "-o", str(run_dir),
     ]  # fmt: skip
     env = {**os.environ, "CERTIFY_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
@@ -345,6 +345,25 @@ def test_stage_store_rejects_changed_outputs(tmp_path: Path) -> None:
     assert store.lookup("stage", "inputs-2") is None
     (tmp_path / "out.bin").write_bytes(b"abd")
     assert store.lookup("stage", "inputs-1") is None
+
+
+def test_cpu_runs_get_a_time_estimate_up_front(toy_model: Path, tmp_path: Path) -> None:
+    from certify.models import resolve_model
+
+    notes: list[str] = []
+    heavy = RunSettings(
+        model=str(toy_model),
+        out_dir=str(tmp_path / "r"),
+        key_dir=str(tmp_path / "k"),
+        evaluation=EvaluationSettings(samples=10**7, chunk_tokens=1024, device="cpu"),
+    )
+    (tmp_path / "r").mkdir()
+    pipeline._Pipeline(heavy, None, notes.append)._warn_cpu(resolve_model(str(toy_model)))
+    assert len(notes) == 1 and "evaluating on CPU" in notes[0] and "--samples" in notes[0]
+    light = RunSettings(**{**heavy.__dict__, "evaluation": EvaluationSettings(samples=4)})
+    notes.clear()
+    pipeline._Pipeline(light, None, notes.append)._warn_cpu(resolve_model(str(toy_model)))
+    assert notes == []
 
 
 def test_cpu_estimate_scales_with_work() -> None:

@@ -45,8 +45,9 @@ INSPECT_HELP = """Show where the bits of a .certz file go.
 
 Per tensor kind (embedding, attention, mlp, lm_head, raw norms/biases, and the
 header + tokenizer overhead): parameters, coded bits, bits per parameter, the
-empirical entropy of the integer codes and the share of the file. Every record's
-sha256 is checked on the way.
+empirical entropy of the integer codes (as coded: minus their group's zero point;
+what an ideal coder without side information would need) and the share of the
+file. Every record's sha256 is checked on the way.
 
 [bold]Examples[/bold]
 

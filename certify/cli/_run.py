@@ -61,6 +61,9 @@ HF_ENDPOINT are used for the Hub.
   certify run ./my-model --dataset ./texts/ --samples 64 --chunk-tokens 256 -o runs/mine
 
   certify run model.gguf --dataset data.jsonl --bits auto --json
+
+  torchrun --nproc_per_node 8 -m certify run meta-llama/Llama-2-7b-hf -o runs/llama
+  (every GPU evaluates a share of the chunks; rank 0 writes, signs and pushes)
 """
 
 _NUMBER_LIST = re.compile(r"^\s*[^,\s]+(\s*,\s*[^,\s]+)*\s*$")

@@ -1173,6 +1173,8 @@ class _Pipeline:
             reused_stages=tuple(timing.stage for timing in timings if timing.reused),
             search=tuple(search),
             pushed=pushed,
+            vacuous=summary.get("vacuous"),
+            uniform_bits_per_token=summary.get("uniform_bits_per_token"),
         )
 
 

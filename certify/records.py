@@ -397,6 +397,8 @@ class RunResult:
     reused_stages: tuple[str, ...]
     search: tuple[SearchCandidate, ...] = ()
     pushed: dict[str, Any] | None = None
+    vacuous: bool | None = None
+    uniform_bits_per_token: float | None = None
 
 
 # --------------------------------------------------------------------------- hub

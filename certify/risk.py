@@ -916,8 +916,28 @@ def risk_to_dict(risk: RiskRecord) -> dict[str, Any]:
     return result
 
 
+def validate_risk(document: Any) -> None:
+    """Raise InvalidInputError when ``document`` does not follow schemas/risk.schema.json."""
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("certify").joinpath("schemas/risk.schema.json").read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(document)
+    )
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "document"
+        raise InvalidInputError(
+            f"{where}: {error.message}; expected the JSON written by certify evaluate "
+            "(schemas/risk.schema.json)",
+            field="risk",
+        )
+
+
 def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
-    """Inverse of :func:`risk_to_dict` (raises InvalidInputError on a malformed document)."""
+    """Inverse of :func:`risk_to_dict`; validates against the schema first."""
+    validate_risk(document)
     try:
         version = document.get("evaluation", {}).get("format_version", RISK_FORMAT_VERSION)
         if version != RISK_FORMAT_VERSION:

@@ -503,3 +503,41 @@ def test_evaluate_cli_output_feeds_certify_bound(
     code = run_cli(["evaluate", str(other), "--dataset", str(shards.directory), *common])
     assert code == 6
     assert "tokenizer" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- formats
+
+FIXTURES = Path(__file__).parent / "fixtures" / "risk"
+
+
+def test_golden_risk_json_reads_validates_and_writes_back_identically() -> None:
+    text = (FIXTURES / "risk.json").read_text()
+    document = json.loads(text)
+    record = risk.risk_from_dict(document)
+    assert record.metrics[2].name == "top_k_error" and record.metrics[2].k == 1
+    assert record.data is not None and record.data.max_documents == 1000
+    written = risk.risk_to_dict(record)
+    written["certify_version"] = document["certify_version"]
+    assert json.dumps(written, indent=2) + "\n" == text
+    broken = {**document, "metrics": [{**document["metrics"][0], "alpha": 1.5}]}
+    with pytest.raises(InvalidInputError, match="risk"):
+        risk.risk_from_dict(broken)
+    newer = {**document, "evaluation": {"format_version": 2}}
+    with pytest.raises(InvalidInputError):
+        risk.risk_from_dict(newer)
+
+
+def test_golden_checkpoint_reads_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
+    batch_tokens, results = risk._read_checkpoint(FIXTURES / "checkpoint.jsonl", "c" * 64)
+    assert batch_tokens == 8192
+    assert results == {
+        3: [1024.0, 2048.5, 100.0],
+        7: [1024.0, 3072.25, 512.0],
+        1205: [647.0, 1294.0, 0.0],
+    }
+    with pytest.raises(EvaluationError, match="another model"):
+        risk._read_checkpoint(FIXTURES / "checkpoint.jsonl", "d" * 64)
+    not_ours = tmp_path / "other.jsonl"
+    not_ours.write_text('{"format": "something-else"}\n')
+    with pytest.raises(EvaluationError, match="not a certify risk checkpoint"):
+        risk._read_checkpoint(not_ours, "c" * 64)

@@ -14,12 +14,12 @@ from certify.records import QuantizationSettings, to_dict
 
 COMPRESS_HELP = """Quantize and arithmetic-code MODEL into one .certz file.
 
-MODEL is a Hub id (org/name, fetched at --revision; HF_TOKEN and HF_ENDPOINT are
-honoured), a local folder with config.json and *.safetensors, or a .gguf file.
-Every 2-D weight matrix (embeddings and LM head included) is quantized group-wise
-with round-to-nearest and entropy-coded; norms and biases are stored raw. Tied
-weights are stored once. The file also carries the config and tokenizer, so it
-alone rebuilds the model.
+MODEL is a Hub id (org/name, fetched at --revision; HF_TOKEN and HF_ENDPOINT are \
+honoured), a local folder with config.json and *.safetensors, or a .gguf file. Every 2-D \
+weight matrix (embeddings and LM head included) is quantized group-wise with \
+round-to-nearest and entropy-coded; norms and biases are stored raw. Tied weights are \
+stored once. The file also carries the config and tokenizer, so it alone rebuilds the \
+model.
 
 [bold]Examples[/bold]
 
@@ -32,9 +32,9 @@ alone rebuilds the model.
 
 DECOMPRESS_HELP = """Decode a .certz file into a transformers folder.
 
-The folder holds model.safetensors (float32), config.json and the tokenizer files,
-so AutoModelForCausalLM.from_pretrained(DIR) and AutoTokenizer.from_pretrained(DIR)
-load exactly the decoded model. Every hash is checked first.
+The folder holds model.safetensors (float32), config.json and the tokenizer files, so \
+AutoModelForCausalLM.from_pretrained(DIR) and AutoTokenizer.from_pretrained(DIR) load \
+exactly the decoded model. Every hash is checked first.
 
 [bold]Example[/bold]
 
@@ -43,11 +43,11 @@ load exactly the decoded model. Every hash is checked first.
 
 INSPECT_HELP = """Show where the bits of a .certz file go.
 
-Per tensor kind (embedding, attention, mlp, lm_head, raw norms/biases, and the
-header + tokenizer overhead): parameters, coded bits, bits per parameter, the
-empirical entropy of the integer codes (as coded: minus their group's zero point;
-what an ideal coder without side information would need) and the share of the
-file. Every record's sha256 is checked on the way.
+Per tensor kind (embedding, attention, mlp, lm_head, raw norms/biases, and the header + \
+tokenizer overhead): parameters, coded bits, bits per parameter, the empirical entropy of \
+the integer codes (as coded: minus their group's zero point; what an ideal coder without \
+side information would need) and the share of the file. Every record's sha256 is checked \
+on the way.
 
 [bold]Examples[/bold]
 

@@ -198,9 +198,15 @@ def _headline(result: RunResult) -> str:
         perplexity = (
             "overflows" if result.perplexity_bound is None else f"{result.perplexity_bound:.4g}"
         )
+        vacuous = (
+            f"  [yellow](vacuous: a uniform guess scores {result.uniform_bits_per_token:.3f}; "
+            "more data or a smaller file tightens it)[/yellow]"
+            if result.vacuous and result.uniform_bits_per_token is not None
+            else ""
+        )
         lines.append(
             f"[bold]bits per token ≤ {result.bits_per_token_bound:.4f}, "
-            f"perplexity ≤ {perplexity}[/bold]"
+            f"perplexity ≤ {perplexity}[/bold]{vacuous}"
         )
     if result.search:
         tried = ", ".join(

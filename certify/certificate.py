@@ -101,6 +101,19 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _json_int(text: str) -> int | float:
+    """An integer literal as RFC 8785 (I-JSON) means it: an IEEE double.
+
+    JCS writes an integral float such as 2.0**60 in ES6 shortest form without
+    exponent ("1152921504606847000"), so a large perplexity bound comes back as an
+    integer literal; beyond 2^53 it is read as the float64 it denotes.
+    """
+    value = int(text)
+    if abs(value) <= MAX_SAFE_INTEGER:
+        return value
+    return _finite_float(text)
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -121,6 +134,7 @@ def parse_json_strict(data: bytes | str, *, what: str = "certificate") -> Any:
             text,
             parse_constant=_reject_constant,
             parse_float=_finite_float,
+            parse_int=_json_int,
             object_pairs_hook=_unique_keys,
         )
     except CertificateError as error:
@@ -173,7 +187,7 @@ def canonical_bytes(obj: Any) -> bytes:
 
 
 def _json_round_trip(obj: Any) -> Any:
-    return json.loads(canonical_bytes(obj))
+    return parse_json_strict(canonical_bytes(obj))
 
 
 # --------------------------------------------------------------------------- schema

@@ -71,8 +71,9 @@ CHECKPOINT_VERSION = 1
 CPU_BATCH_TOKENS = 8192
 #: first guess of tokens per forward pass on CUDA/MPS; halved on out-of-memory
 GPU_BATCH_TOKENS = 65536
-#: float32 logits materialised at once: rows x vocabulary slice (64 MiB on CPU, 512 on GPU)
-CPU_LOGIT_ELEMENTS = 1 << 24
+#: float32 logits held at once: rows x vocabulary slice (256 MiB on CPU, 512 MiB on GPU),
+#: twice (logits and comparisons); large blocks read the output layer fewer times
+CPU_LOGIT_ELEMENTS = 1 << 26
 GPU_LOGIT_ELEMENTS = 1 << 27
 #: fewest rows per logits block before the vocabulary itself is sliced
 MIN_ROWS_PER_BLOCK = 64
@@ -650,10 +651,9 @@ def _probe_batch_tokens(scorer: _Scorer, length: int, start_tokens: int) -> int:
         rows = max(1, tokens // length)
         try:
             ids = torch.zeros((rows, length), dtype=torch.int64, device=scorer.input_device)
-            targets = torch.zeros((rows, 1), dtype=torch.int64, device=scorer.input_device)
-            with torch.inference_mode():
-                scorer.score(ids, length - 1, targets)
-            del ids, targets
+            with torch.inference_mode():  # every position scored: the real memory peak
+                scorer.score(ids, 0, ids)
+            del ids
             return tokens
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -245,7 +244,7 @@ def build_statement(
         "_type": INTOTO_STATEMENT_TYPE,
         "subject": subjects,
         "predicateType": PREDICATE_TYPE,
-        "predicate": json.loads(canonical_bytes(dict(certificate))),
+        "predicate": parse_json_strict(canonical_bytes(dict(certificate))),
     }
 
 

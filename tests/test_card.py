@@ -355,11 +355,14 @@ def test_cli_card_without_push_prints_and_commits_nothing(
     assert run_cli(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("---\n") and BEGIN_MARKER in out
-    assert out == _update_for_repo((FIXTURES / "existing.md").read_text(), public_key[1])
+    expected = _update_for_repo(
+        (FIXTURES / "existing.md").read_text(), public_key[1], hub_server.endpoint
+    )
+    assert out == expected
     assert hub_server.head("alice/smol2") == seeded
 
 
-def _update_for_repo(existing_text: str, fingerprint: str) -> str:
+def _update_for_repo(existing_text: str, fingerprint: str, endpoint: str) -> str:
     import hashlib
 
     raw = (FIXTURES / "certificate.json").read_bytes()
@@ -371,7 +374,7 @@ def _update_for_repo(existing_text: str, fingerprint: str) -> str:
         base_model=certificate["model"]["source"],
         dataset={"id": certificate["data"]["source"], "revision": certificate["data"]["revision"]},
         repo_id="alice/smol2",
-        endpoint=None,
+        endpoint=endpoint,
         certificate_sha256_hex=hashlib.sha256(raw).hexdigest(),
     )
 

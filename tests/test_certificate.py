@@ -599,7 +599,8 @@ def test_schema_duplicate_key_and_big_integer(run: Path, key_pair: KeyPair) -> N
     assert "duplicate" in _schema_case(run, key_pair, text[:-1] + ',"statement":"x"}')
     certificate = _read(run)
     certificate["data"]["n_tokens"] = 2**60
-    assert "2^53" in _schema_case(run, key_pair, json.dumps(certificate))
+    reason = _schema_case(run, key_pair, json.dumps(certificate))
+    assert "n_tokens" in reason and "9007199254740991" in reason  # the schema maximum, 2^53 - 1
 
 
 def test_validate_rejects_python_non_finite() -> None:
@@ -904,3 +905,16 @@ def test_recompute_risk_on_real_measurements(
         run_cli(["verify", str(run), "--key", key_pair.public_key_path, "--recompute-risk"]) == 10
     )
     assert "--dataset" in capsys.readouterr().out
+
+
+def test_large_integral_floats_survive_the_canonical_round_trip() -> None:
+    """JCS writes 2.0**60 as an integer literal; reading it back must give the float."""
+    from certify.certificate import canonical_bytes, parse_json_strict
+
+    value = {"perplexity_bound": 2.0**60, "small": 3, "fraction": 0.5}
+    text = canonical_bytes(value)
+    assert b"1152921504606847000" in text  # ES6 shortest form, no exponent
+    assert parse_json_strict(text) == value
+    assert canonical_bytes(parse_json_strict(text)) == text
+    with pytest.raises(CertificateError):
+        parse_json_strict(b'{"n": 1' + b"0" * 400 + b"}")  # beyond float64

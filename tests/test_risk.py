@@ -541,3 +541,29 @@ def test_golden_checkpoint_reads_and_ignores_a_torn_last_line(tmp_path: Path) ->
     not_ours.write_text('{"format": "something-else"}\n')
     with pytest.raises(EvaluationError, match="not a certify risk checkpoint"):
         risk._read_checkpoint(not_ours, "c" * 64)
+
+
+def test_automatic_gpu_batch_halves_on_out_of_memory() -> None:
+    class FakeScorer:
+        input_device = torch.device("cpu")
+
+        def __init__(self) -> None:
+            self.shapes: list[tuple[int, ...]] = []
+
+        def score(self, ids: torch.Tensor, first: int, targets: torch.Tensor) -> None:
+            self.shapes.append(tuple(ids.shape))
+            if ids.shape[0] > 3:
+                raise torch.cuda.OutOfMemoryError("out of memory")
+
+    scorer = FakeScorer()
+    tokens = risk._probe_batch_tokens(scorer, 100, 4096)  # type: ignore[arg-type]
+    assert tokens // 100 <= 3
+    assert [shape[0] for shape in scorer.shapes] == [40, 20, 10, 5, 2]
+    assert all(shape[1] == 100 for shape in scorer.shapes)
+
+    class NothingFits(FakeScorer):
+        def score(self, ids: torch.Tensor, first: int, targets: torch.Tensor) -> None:
+            raise torch.cuda.OutOfMemoryError("out of memory")
+
+    with pytest.raises(EvaluationError, match="does not fit"):
+        risk._probe_batch_tokens(NothingFits(), 100, 400)  # type: ignore[arg-type]

@@ -391,6 +391,7 @@ def evaluate_command(
     if quiet:
         return
     document = risk.risk_to_dict(record)
+    risk.validate_risk(document)
     if output is not None:
         _write_json_file(output, document)
     if as_json:

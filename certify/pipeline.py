@@ -47,7 +47,6 @@ from certify.errors import (
     EvaluationError,
     InterruptedRunError,
     InvalidInputError,
-    UsageError,
 )
 from certify.records import (
     ArtifactRecord,
@@ -1097,18 +1096,7 @@ class _Pipeline:
         from certify import hub
 
         settings = self.settings
-        whoami = getattr(hub, "whoami", None)
-        if whoami is not None:
-            user = str(whoami(endpoint=settings.endpoint, token=settings.token))
-        else:
-            try:
-                user = str(hub._hf_api(settings.endpoint, settings.token).whoami()["name"])
-            except Exception as error:
-                raise UsageError(
-                    "--push without --repo-id needs the Hub to say who you are",
-                    field="--repo-id",
-                    hint="pass --repo-id NAMESPACE/NAME or set HF_TOKEN",
-                ) from error
+        user = hub.whoami(endpoint=settings.endpoint, token=settings.token)
         name = Path(settings.model.rstrip("/")).name
         name = name[: -len(".gguf")] if name.lower().endswith(".gguf") else name
         repo_id = f"{user}/{name}-certified"

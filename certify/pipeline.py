@@ -782,6 +782,9 @@ class _Pipeline:
             self.run_log.note(choice.note)
         else:
             self.run_log.event(event="note", message=choice.note)
+        if settings.push and self.repo_id is None:
+            # ask the Hub before hours of work, not after: no token fails here
+            self.repo_id = self._default_repo_id()
 
         grid = settings.auto_grid
         configurations = max(len(grid), 1)
@@ -807,8 +810,6 @@ class _Pipeline:
         if dataset_record is None:
             raise DataError("the evaluation did not record its dataset; this is a bug")
 
-        if settings.push and self.repo_id is None:
-            self.repo_id = self._default_repo_id()
         _certificate, fingerprint, key_path, key_created = self._certify(
             resolved, artifact, dataset_record, risk_record, bound_result, choice, grid
         )

@@ -485,3 +485,22 @@ def test_cli_reference_is_current() -> None:
         "docs/CLI.md is stale: run "
         "CERTIFY_UPDATE_DOCS=1 pytest tests/test_pipeline.py -k cli_reference"
     )
+
+
+def test_push_without_repo_id_or_token_fails_before_any_work(
+    toy_model: Path,
+    texts_dir: Path,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no stored token either
+    run_dir = tmp_path / "r"
+    argv = ["run", str(toy_model), "--dataset", str(texts_dir), *SMALL, "-o", str(run_dir)]
+    assert run_cli([*argv, "--push"]) == 12
+    err = capsys.readouterr().err
+    assert "--repo-id" in err and "Traceback" not in err
+    assert not (run_dir / "model.certz").exists()  # nothing was compressed first

@@ -186,7 +186,8 @@ def canonical_bytes(obj: Any) -> bytes:
         raise CertificateError(f"cannot canonicalise: {error}") from error
 
 
-def _json_round_trip(obj: Any) -> Any:
+def json_round_trip(obj: Any) -> Any:
+    """``obj`` as a verifier reads it back: canonical JSON, parsed strictly."""
     return parse_json_strict(canonical_bytes(obj))
 
 
@@ -507,7 +508,7 @@ def build_certificate(
         "bound": bound_result_to_dict(bound),
         "assumptions": [],
     }
-    certificate = _json_round_trip(certificate)
+    certificate = json_round_trip(certificate)
     problems = recorded_input_mismatches(certificate)
     if problems:
         raise CertificateError(problems[0], hint="build the certificate from one run's records")
@@ -1078,7 +1079,7 @@ def _decode_check(path: Path, certificate: dict[str, Any]) -> VerificationCheck:
 def _bound_check(certificate: dict[str, Any]) -> VerificationCheck:
     from certify.bound import bound_result_to_dict
 
-    recomputed = _json_round_trip(bound_result_to_dict(recompute_bound(certificate)))
+    recomputed = json_round_trip(bound_result_to_dict(recompute_bound(certificate)))
     differences, exact, close = compare_numbers(certificate["bound"], recomputed)
     if differences:
         more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""

@@ -28,7 +28,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certify.certificate import canonical_bytes, parse_json_strict
+from certify.certificate import canonical_bytes, json_round_trip, parse_json_strict
 from certify.errors import CertifyError, SigningError, VerificationError
 from certify.records import KeyPair
 
@@ -244,7 +244,7 @@ def build_statement(
         "_type": INTOTO_STATEMENT_TYPE,
         "subject": subjects,
         "predicateType": PREDICATE_TYPE,
-        "predicate": parse_json_strict(canonical_bytes(dict(certificate))),
+        "predicate": json_round_trip(dict(certificate)),
     }
 
 

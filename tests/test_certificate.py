@@ -518,7 +518,7 @@ def test_statement_must_match_numbers(run: Path, key_pair: KeyPair) -> None:
 def test_standard_assumptions_must_be_stated(run: Path, key_pair: KeyPair) -> None:
     certificate = _read(run)
     certificate["bound"]["heldout"] = True  # needs the held-out assumption, not stated
-    certificate["bound"] = cert_module._json_round_trip(
+    certificate["bound"] = cert_module.json_round_trip(
         bound_result_to_dict(recompute_bound(certificate))
     )
     certificate["statement"] = make_statement(certificate)
@@ -895,7 +895,7 @@ def test_recompute_risk_on_real_measurements(
     # a certificate whose recorded mean is off by more than the tolerance
     changed = _read(run)
     changed["bound"]["metrics"][0]["sample_mean"] += 0.01
-    changed["bound"] = cert_module._json_round_trip(bound_result_to_dict(recompute_bound(changed)))
+    changed["bound"] = cert_module.json_round_trip(bound_result_to_dict(recompute_bound(changed)))
     changed["statement"] = make_statement(changed)
     _resign(run, changed, key_pair)
     report = _report(run, key_pair, recompute_risk=True, dataset=tmp_path / "shards")

@@ -297,7 +297,10 @@ def test_reencoded_payload_fails_signature(run: Path, key_pair: KeyPair) -> None
 def test_urlsafe_base64_is_rejected(run: Path, key_pair: KeyPair) -> None:
     envelope = json.loads((run / ENVELOPE_NAME).read_bytes())
     raw = base64.b64decode(envelope["signatures"][0]["sig"])
-    envelope["signatures"][0]["sig"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    urlsafe = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    if not set("-_") & set(urlsafe):  # ~5% of signatures encode identically in both alphabets
+        urlsafe = "-" + urlsafe[1:]
+    envelope["signatures"][0]["sig"] = urlsafe
     (run / ENVELOPE_NAME).write_text(json.dumps(envelope))
     assert "base64" in _failed(_report(run, key_pair), "envelope")
 

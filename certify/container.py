@@ -37,6 +37,7 @@ import numpy as np
 
 from certify import __version__
 from certify.errors import ArtifactFormatError, CertifyError, InvalidInputError, ModelError
+from certify.quantize import QuantizedTensor
 from certify.records import ArtifactRecord, QuantizationSettings, ResolvedModel, to_dict
 
 __all__ = [
@@ -205,17 +206,25 @@ class _Spool:
         return offset, len(data), _sha256(data)
 
 
+#: quantizes one tensor: (name, float array, bits) -> integer codes and side information
+TensorQuantizer = Callable[[str, np.ndarray, int], QuantizedTensor]
+
+
 def compress_model(
     resolved: ResolvedModel,
     settings: QuantizationSettings,
     out_path: str | Path,
     progress: Progress | None = None,
+    quantizer: TensorQuantizer | None = None,
 ) -> ArtifactRecord:
     """Quantize, code and write ``resolved`` as one ``.certz`` file at ``out_path``.
 
     Streams one tensor at a time. ``progress(done_parameters, total_parameters)`` is
-    called after each tensor. The file appears atomically (temp name + ``os.replace``);
-    nothing is left behind on error. Raises :class:`InvalidInputError` for bad settings.
+    called after each tensor. ``quantizer`` replaces group-wise RTN for the tensors
+    that are quantized (a data-dependent quantizer passes its precomputed codes here);
+    it must return codes of the same form (``settings.group_size``, ``symmetric``).
+    The file appears atomically (temp name + ``os.replace``); nothing is left behind
+    on error. Raises :class:`InvalidInputError` for bad settings.
     """
     from certify.codec import codec_parameters, encode_quantized
     from certify.models import read_support_files, tensor_specs
@@ -281,8 +290,12 @@ def compress_model(
                         fnmatch.fnmatchcase(name, p) for p in settings.high_precision_tensors
                     )
                     bits = settings.high_precision_bits if keep else settings.bits
-                    quantized = quantize_tensor(
-                        array, bits, settings.group_size, symmetric=settings.symmetric
+                    quantized = (
+                        quantizer(name, array, bits)
+                        if quantizer is not None
+                        else quantize_tensor(
+                            array, bits, settings.group_size, symmetric=settings.symmetric
+                        )
                     )
                     payload = encode_quantized(quantized)
                     decoded = np.ascontiguousarray(dequantize(quantized), dtype="<f4")

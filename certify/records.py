@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 SamplingMethod = Literal["bernstein", "hoeffding", "exhaustive"]
 MetricName = Literal["bits", "top_k_error"]
 
@@ -193,6 +195,37 @@ class DatasetRecord:
     documents: int
     shards_sha256: str
     max_documents: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class TokenWindows:
+    """Chunks to score, each with its own context (DESIGN.md "The bound", version 2).
+
+    Window j is ``tokens[offsets[j]:offsets[j + 1]]``: its first ``context_tokens[j]``
+    tokens are context (earlier tokens of the same document, at most P, never scored),
+    the rest is the chunk (every token scored). The scorer prepends one BOS token.
+    ``observation[j]`` names the observation the window's chunk mean belongs to: in
+    exact mode every window is its own observation (0, 1, 2, ...); in sampled mode the
+    r windows of one accepted unit share the unit's observation index, and the
+    observation is the mean of their chunk means. ``chunk_ids`` identify each chunk in
+    its dataset (for resuming and for ``verify --recompute-risk``): int64 rows of
+    (unit or -1, document, chunk index within the document).
+    """
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    context_tokens: np.ndarray
+    observation: np.ndarray
+    chunk_ids: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Number of windows."""
+        return int(self.offsets.size) - 1
+
+    def scored_tokens(self) -> np.ndarray:
+        """Tokens scored in each window (int64)."""
+        return np.diff(self.offsets) - self.context_tokens
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""Named, independent random streams derived from one seed.
+
+Every random choice certify makes (which chunks the certificate scores, which chunks a
+search over settings scores, which text calibrates a data-dependent quantizer, which
+units sampled mode draws) comes from its own child stream of one root seed, via
+numpy's ``SeedSequence`` spawn keys. Child streams of one root are statistically
+independent, and a child's state is never the root's own state, so no choice of seed
+makes the search sample equal the certification sample ("no seed maps to itself").
+docs/MATH.md, "Seeds and searches", says why this matters for the bound.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+
+from certify.errors import InvalidInputError
+
+__all__ = ["Stream", "child_generator", "child_seed_sequence"]
+
+
+class Stream(enum.IntEnum):
+    """The purpose of a random stream; the value is its spawn key (never reuse one)."""
+
+    CERTIFICATION = 1
+    SEARCH = 2
+    CALIBRATION = 3
+    UNITS = 4
+    PILOT = 5
+
+
+def child_seed_sequence(seed: int, stream: Stream, *extra: int) -> np.random.SeedSequence:
+    """The ``SeedSequence`` of ``stream`` under the root ``seed`` (``extra`` nests further).
+
+    >>> a = child_generator(7, Stream.CERTIFICATION).integers(0, 2**32, 4)
+    >>> b = child_generator(7, Stream.SEARCH).integers(0, 2**32, 4)
+    >>> bool((a == b).all())
+    False
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise InvalidInputError(f"must be an integer ≥ 0, got {seed!r}", field="seed")
+    return np.random.SeedSequence(entropy=int(seed), spawn_key=(int(stream), *extra))
+
+
+def child_generator(seed: int, stream: Stream, *extra: int) -> np.random.Generator:
+    """A PCG64 generator for ``stream`` under the root ``seed``."""
+    return np.random.Generator(np.random.PCG64(child_seed_sequence(seed, stream, *extra)))

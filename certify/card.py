@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from certify._files import atomic_path
 from certify.errors import InvalidInputError
 
 BEGIN_MARKER = "<!-- certify:begin -->"
@@ -613,16 +613,8 @@ def plot_bound(certificate: Mapping[str, Any], path: str | Path) -> Path:
     figure.tight_layout()
 
     target = Path(path)
-    temp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as handle:
-            figure.savefig(handle, format="png", metadata={"Software": None})
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as temp, open(temp, "wb") as handle:
+        figure.savefig(handle, format="png", metadata={"Software": None})
     return target
 
 

@@ -13,18 +13,26 @@ import datetime
 import decimal
 import importlib.metadata
 import importlib.resources
-import json
 import math
-import os
-import re
 from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import rfc8785
-
+from certify._files import (
+    CERTIFICATE_NAME,
+    ENVELOPE_NAME,
+    file_digest,
+    safe_relative_path,
+    write_bytes_atomic,
+)
+from certify._jcs import (
+    canonical_bytes,
+    check_json_values,
+    json_round_trip,
+    parse_json_strict,
+    schema_error,
+)
 from certify.errors import (
     CertificateError,
     CertifyError,
@@ -65,8 +73,6 @@ __all__ = [
 ]
 
 CERTIFICATE_VERSION = 1
-CERTIFICATE_NAME = "certificate.json"
-ENVELOPE_NAME = "certificate.dsse.json"
 #: relative tolerance when comparing recomputed floats with recorded ones. The bound
 #: uses log/exp/sqrt/pow from the platform's libm, which IEEE 754 does not require to
 #: be correctly rounded (glibc, macOS and musl may differ in the last ulp), and
@@ -78,191 +84,18 @@ REL_TOLERANCE = 1e-12
 RISK_TOLERANCE = 1e-3
 #: libraries whose versions change the artifact's bytes or the measured numbers
 DEPENDENCIES = ("torch", "transformers", "tokenizers", "safetensors", "constriction", "numpy")
-#: the largest integer JSON numbers carry exactly (I-JSON, RFC 7493), also RFC 8785's limit
-MAX_SAFE_INTEGER = 2**53 - 1
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def _reject_constant(name: str) -> Any:
-    raise CertificateError(f"{name} is not a JSON number", hint="certificates carry finite numbers")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise CertificateError(
-            f"number {text[:40]} is beyond the float64 range",
-            hint="certificates carry finite numbers",
-        )
-    return value
-
-
-def _json_int(text: str) -> int | float:
-    """An integer literal as RFC 8785 (I-JSON) means it: an IEEE double.
-
-    JCS writes an integral float such as 2.0**60 in ES6 shortest form without
-    exponent ("1152921504606847000"), so a large perplexity bound comes back as an
-    integer literal; beyond 2^53 it is read as the float64 it denotes.
-    """
-    value = int(text)
-    if abs(value) <= MAX_SAFE_INTEGER:
-        return value
-    return _finite_float(text)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise CertificateError(f"duplicate key {key!r} in a JSON object")
-        result[key] = value
-    return result
-
-
-def parse_json_strict(data: bytes | str, *, what: str = "certificate") -> Any:
-    """Parse JSON refusing NaN/Infinity, numbers beyond float64, duplicate keys, bad UTF-8."""
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-    except UnicodeDecodeError as error:
-        raise CertificateError(f"{what} is not UTF-8 (byte {error.start})") from error
-    try:
-        return json.loads(
-            text,
-            parse_constant=_reject_constant,
-            parse_float=_finite_float,
-            parse_int=_json_int,
-            object_pairs_hook=_unique_keys,
-        )
-    except CertificateError as error:
-        raise CertificateError(f"{what}: {error}") from error
-    except (json.JSONDecodeError, RecursionError, ValueError) as error:
-        raise CertificateError(f"{what} is not valid JSON: {error}") from error
-
-
-def _check_numbers(value: Any, where: str) -> None:
-    """Every float finite, every integer exact (|x| ≤ 2^53 − 1), every string valid Unicode."""
-    if isinstance(value, bool) or value is None:
-        return
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise CertificateError(
-                f"{where}: string holds a lone surrogate (not Unicode)"
-            ) from error
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise CertificateError(f"{where}: {value!r} is not a finite number")
-        return
-    if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise CertificateError(f"{where}: integer {value} exceeds 2^53 - 1")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise CertificateError(f"{where}: key {key!r} is not a string")
-            _check_numbers(key, f"{where} (a key)")
-            _check_numbers(item, f"{where}.{key}")
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check_numbers(item, f"{where}[{index}]")
-        return
-    raise CertificateError(f"{where}: {type(value).__name__} is not a JSON value")
-
-
-def canonical_bytes(obj: Any) -> bytes:
-    """The RFC 8785 canonical JSON bytes of ``obj`` (raises CertificateError if it has none)."""
-    _check_numbers(obj, "$")
-    try:
-        return rfc8785.dumps(obj)
-    except rfc8785.CanonicalizationError as error:
-        raise CertificateError(f"cannot canonicalise: {error}") from error
-
-
-def json_round_trip(obj: Any) -> Any:
-    """``obj`` as a verifier reads it back: canonical JSON, parsed strictly."""
-    return parse_json_strict(canonical_bytes(obj))
 
 
 # --------------------------------------------------------------------------- schema
 
 
-@lru_cache(maxsize=1)
-def certificate_schema() -> dict[str, Any]:
-    """The JSON schema shipped in the package (identical to schemas/certificate.schema.json)."""
-    resource = importlib.resources.files("certify") / "schemas" / "certificate.schema.json"
-    return json.loads(resource.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-
-
-@lru_cache(maxsize=1)
-def _validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    schema = certificate_schema()
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
-
-
-def _json_path(parts: Iterable[Any]) -> str:
-    text = "$"
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
-
-
 def validate_certificate(obj: Any) -> None:
     """Raise CertificateError naming the first problem: non-finite or unsafe numbers,
     then any violation of the JSON schema (JSON path + what was expected)."""
-    _check_numbers(obj, "$")
-    errors = sorted(
-        _validator().iter_errors(obj), key=lambda e: (len(e.path), list(map(str, e.path)))
-    )
-    if errors:
-        from jsonschema.exceptions import best_match
-
-        error = best_match(errors)
-        message = error.message if len(error.message) <= 300 else error.message[:300] + "…"
-        raise CertificateError(
-            f"{_json_path(error.absolute_path)}: {message}",
-            hint="see docs/CERTIFICATE.md for every field",
-        )
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def safe_relative_path(root: str | Path, name: Any) -> Path:
-    """``root / name`` for a relative '/'-separated ``name`` that stays inside ``root``.
-
-    Rejects absolute paths, '..', hidden names, backslashes, and links to anything
-    but a regular file; raises VerificationError naming the problem.
-    """
-    if not isinstance(name, str) or not name:
-        raise VerificationError("is not a non-empty string", field="artifact.path")
-    parts = PurePosixPath(name).parts
-    if name.startswith("/") or "\\" in name or ":" in name:
-        raise VerificationError(
-            f"{name!r} is absolute or not a '/'-separated relative path", field="path"
-        )
-    if any(not _SAFE_NAME.match(part) for part in parts):
-        raise VerificationError(
-            f"{name!r} leaves the run folder or names a hidden file ('..', '.', '.name')",
-            field="path",
-        )
-    path = Path(root).joinpath(*parts)
-    # Links are followed on purpose: the Hub's download cache stores every file as a
-    # link into its blob store. What is trusted is the content hash, not the location;
-    # only regular files are read, so a link cannot make verify read a device or a pipe.
-    if path.is_symlink() and path.exists() and not path.resolve().is_file():
-        raise VerificationError(f"{name!r} is a link to something other than a file", field="path")
-    return path
+    check_json_values(obj, "$")
+    problem = schema_error(obj, "certificate")
+    if problem is not None:
+        raise CertificateError(problem, hint="see docs/CERTIFICATE.md for every field")
 
 
 # --------------------------------------------------------------------------- build
@@ -519,21 +352,6 @@ def build_certificate(
 
 
 # --------------------------------------------------------------------------- files
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write to ``NAME.tmp-<pid>`` in the same folder, fsync, then ``os.replace``."""
-    target = Path(path)
-    temp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def write_certificate(certificate: Mapping[str, Any], path: str | Path) -> bytes:
@@ -1007,7 +825,6 @@ def _predicate_check(statement: dict[str, Any], certificate: dict[str, Any]) -> 
 def _subjects_check(
     statement: dict[str, Any], certificate: dict[str, Any], folder: Path
 ) -> VerificationCheck:
-    from certify import signing
 
     artifact = certificate["artifact"]
     names = [subject["name"] for subject in statement["subject"]]
@@ -1020,7 +837,7 @@ def _subjects_check(
         path = safe_relative_path(folder, name)
         if not path.is_file():
             raise VerificationError(f"signed subject {name} not found in {folder}")
-        sha256, size_bytes = signing.file_sha256(path)
+        sha256, size_bytes = file_digest(path)
         if sha256 != subject["digest"]["sha256"]:
             raise VerificationError(
                 f"{name}: sha256 {sha256} but the signature covers {subject['digest']['sha256']}"
@@ -1037,10 +854,9 @@ def _subjects_check(
 
 
 def _artifact_check(path: Path, certificate: dict[str, Any]) -> VerificationCheck:
-    from certify import signing
 
     artifact = certificate["artifact"]
-    sha256, size_bytes = signing.file_sha256(path)
+    sha256, size_bytes = file_digest(path)
     if size_bytes != artifact["size_bytes"]:
         raise VerificationError(
             f"{path.name} has {size_bytes} bytes, the certificate records {artifact['size_bytes']}"

@@ -36,6 +36,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from certify import __version__
+from certify._files import atomic_path, fsync_dir, temp_path, write_bytes_atomic
+from certify._jcs import schema_error
 from certify.errors import ArtifactFormatError, CertifyError, InvalidInputError, ModelError
 from certify.quantize import QuantizedTensor
 from certify.records import ArtifactRecord, QuantizationSettings, ResolvedModel, to_dict
@@ -245,8 +247,8 @@ def compress_model(
             )
     total_parameters = sum(int(np.prod(spec.shape, dtype=np.int64)) for spec in specs.values())
 
-    spool_path = out.parent / f".{out.name}.spool-{os.getpid()}"
-    temp_path = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    spool_path = temp_path(out.parent / f".{out.name}", ".spool")
+    temp_file = temp_path(out)
     try:
         with spool_path.open("wb") as spool_handle:
             spool = _Spool(spool_handle)
@@ -344,7 +346,7 @@ def compress_model(
             ) from error
         prelude = PRELUDE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
         file_digest = hashlib.sha256()
-        with temp_path.open("wb") as written, spool_path.open("rb") as spooled:
+        with temp_file.open("wb") as written, spool_path.open("rb") as spooled:
             head = prelude + header_bytes
             head += hashlib.sha256(head).digest()
             written.write(head)
@@ -354,10 +356,10 @@ def compress_model(
                 file_digest.update(block)
             written.flush()
             os.fsync(written.fileno())
-        os.replace(temp_path, out)
-        _fsync_dir(out.parent)
+        os.replace(temp_file, out)
+        fsync_dir(out.parent)
     finally:
-        for leftover in (spool_path, temp_path):
+        for leftover in (spool_path, temp_file):
             with contextlib.suppress(FileNotFoundError):
                 leftover.unlink()
 
@@ -421,42 +423,15 @@ def _write_support_files(spool: _Spool, contents: dict[str, bytes]) -> list[dict
     return entries
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform lets us fsync a folder
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # --------------------------------------------------------------------------- read
-
-
-_SCHEMA: dict[str, Any] | None = None
-
-
-def header_schema() -> dict[str, Any]:
-    """The JSON schema of the header (package data ``certify/schemas``)."""
-    global _SCHEMA
-    if _SCHEMA is None:
-        from importlib.resources import files
-
-        text = (files("certify") / "schemas" / "container-header.schema.json").read_text("utf-8")
-        _SCHEMA = json.loads(text)
-    return _SCHEMA
 
 
 def validate_header(header: dict[str, Any]) -> None:
     """Raise :class:`ArtifactFormatError` (naming the field) unless ``header`` fits the schema."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(header_schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(header))
-    if error is not None:
-        field = "header." + ".".join(str(part) for part in error.absolute_path)
+    problem = schema_error(header, "container-header")
+    if problem is not None:
         raise ArtifactFormatError(
-            f"{field.rstrip('.')}: {error.message}", hint="the header does not fit format v1"
+            "header" + problem.removeprefix("$"), hint="the header does not fit format v1"
         )
 
 
@@ -734,19 +709,6 @@ def _safe_file_name(name: str) -> str:
     return name
 
 
-def _write_atomic(target: Path, data: bytes) -> None:
-    temp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    try:
-        with temp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-
-
 def decompress_to_dir(path: str | Path, out_dir: str | Path) -> Path:
     """Write a transformers folder (model.safetensors, config.json, tokenizer files).
 
@@ -787,19 +749,12 @@ def decompress_to_dir(path: str | Path, out_dir: str | Path) -> Path:
     if "torch_dtype" in config:
         config["torch_dtype"] = "float32"
     for name, data in files.items():
-        _write_atomic(out / _safe_file_name(name), data)
-    _write_atomic(
+        write_bytes_atomic(out / _safe_file_name(name), data)
+    write_bytes_atomic(
         out / "config.json", (json.dumps(config, indent=2, sort_keys=True) + "\n").encode()
     )
-    temp = out / f"model.safetensors.tmp-{os.getpid()}"
-    try:
+    with atomic_path(out / "model.safetensors") as temp:
         save_file(tensors, str(temp), metadata={"format": "pt"})
-        with temp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, out / "model.safetensors")
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
     return out
 
 

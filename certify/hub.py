@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from certify._files import TEMP_MARK, file_sha256, temp_path
 from certify.errors import AuthenticationError, CertifyError, HubError
 
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -255,22 +256,12 @@ def run_files(run_dir: Path) -> list[Path]:
     """
     selected = []
     for path in sorted(Path(run_dir).iterdir()):
-        if not path.is_file() or path.name.startswith(".") or ".tmp-" in path.name:
+        if not path.is_file() or path.name.startswith(".") or TEMP_MARK in path.name:
             continue
         if _looks_like_private_key(path):
             continue
         selected.append(path)
     return selected
-
-
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_certificate(run_dir: Path) -> dict[str, Any]:
@@ -325,7 +316,7 @@ def check_run_folder(run_dir: Path) -> dict[str, Any]:
                 f"{artifact['size_bytes']} bytes",
                 hint="the artifact changed after certification; re-run `certify run`",
             )
-        if _sha256_file(artifact_path) != artifact["sha256"]:
+        if file_sha256(artifact_path) != artifact["sha256"]:
             raise CertificateError(
                 "model.certz does not have the sha256 the certificate names",
                 hint="the artifact changed after certification; re-run `certify run`",
@@ -484,7 +475,7 @@ def _materialize(snapshot: Path, target: Path) -> Path:
     ):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    temp = temp_path(target)
     shutil.rmtree(temp, ignore_errors=True)
     for path in sorted(snapshot.rglob("*")):
         if not path.is_file():
@@ -711,3 +702,270 @@ def _point_datasets_at(endpoint: str | None) -> list[tuple[Any, str, Any]]:
     constants.ENDPOINT = target
     constants.HUGGINGFACE_CO_URL_TEMPLATE = target + "/{repo_id}/resolve/{revision}/{filename}"
     return saved
+
+
+# --------------------------------------------------------------------------- sampled mode
+# Parquet files of a Hub dataset read by byte ranges (certify.data.units / .sampled).
+# Everything is pinned to a 40-hex commit: the caller resolves the revision once with
+# resolve_dataset_revision and passes the commit to every later call.
+
+#: bytes read from the end of a parquet file in one request (footer + length + magic);
+#: a longer footer costs one more request (pyarrow guesses the same 64 KiB)
+PARQUET_TAIL_BYTES = 64 * 1024
+
+
+def resolve_dataset_revision(
+    dataset_id: str,
+    revision: str | None,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> str:
+    """The 40-hex commit that ``revision`` (branch, tag, commit; None = main) names.
+
+    Raises :class:`~certify.errors.DataError` for a missing dataset or revision,
+    :class:`AuthenticationError` for a gated/rejected token and :class:`HubError` when
+    the Hub cannot be reached.
+    """
+    from certify.errors import DataError
+
+    try:
+        info = _hf_api(endpoint, token).dataset_info(dataset_id, revision=revision)
+    except CertifyError:
+        raise
+    except Exception as error:
+        raise translate_error(
+            error,
+            action="resolving the revision of dataset",
+            repo_id=dataset_id,
+            revision=revision,
+            endpoint=endpoint,
+            missing=DataError,
+        ) from error
+    commit = str(info.sha)
+    if not _COMMIT_SHA.match(commit):
+        raise HubError(f"{_endpoint_of(endpoint)} gave no commit for dataset {dataset_id}")
+    return commit
+
+
+def dataset_parquet_files(
+    dataset_id: str,
+    commit: str,
+    config: str | None,
+    split: str,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> list[tuple[str, int]]:
+    """(path in repo, size in bytes) of the parquet files of one split, in ``datasets``' order.
+
+    Which files belong to the split is decided by ``datasets`` itself (its data-file
+    patterns and the README's ``configs``), at ``commit``. A split that is not stored as
+    parquet is refused with a :class:`~certify.errors.DataError` that names the Hub's
+    parquet conversion (``--revision refs/convert/parquet``).
+    """
+    from certify.errors import DataError
+
+    if not _COMMIT_SHA.match(commit):
+        raise HubError(f"dataset_parquet_files needs a 40-hex commit, got {commit!r}")
+    try:
+        import datasets
+
+        saved = _point_datasets_at(endpoint)
+        try:
+            builder = datasets.load_dataset_builder(
+                dataset_id, config, revision=commit, token=token
+            )
+        finally:
+            for module, name, value in saved:
+                setattr(module, name, value)
+        data_files = builder.config.data_files or {}
+        if split not in data_files:
+            names = ", ".join(sorted(data_files)) or "none"
+            raise DataError(
+                f"dataset {dataset_id} has no split {split!r} (splits: {names})",
+                hint="pass --split with one of them",
+            )
+        urls = [str(url) for url in data_files[split]]
+    except CertifyError:
+        raise
+    except ValueError as error:
+        first_line = (str(error).strip().splitlines() or ["ValueError"])[0][:300]
+        raise DataError(f"cannot open dataset {dataset_id}: {first_line}") from None
+    except Exception as error:
+        raise translate_error(
+            error,
+            action="listing the files of dataset",
+            repo_id=dataset_id,
+            revision=commit,
+            endpoint=endpoint,
+            missing=DataError,
+        ) from error
+    marker = f"@{commit}/"
+    paths = [url.split(marker, 1)[1] for url in urls if marker in url]
+    if len(paths) != len(urls) or not paths:
+        raise DataError(
+            f"dataset {dataset_id} split {split!r} does not resolve to files at commit {commit}"
+        )
+    if not all(path.lower().endswith(".parquet") for path in paths):
+        raise DataError(
+            f"dataset {dataset_id} split {split!r} is not stored as parquet, which sampled "
+            "mode needs (row groups are its units)",
+            hint="pass --revision refs/convert/parquet (the Hub's parquet conversion) or use "
+            "--data-mode exact",
+        )
+    sizes = _dataset_file_sizes(dataset_id, commit, paths, token=token, endpoint=endpoint)
+    return [(path, sizes[path]) for path in paths]
+
+
+def _dataset_file_sizes(
+    dataset_id: str,
+    commit: str,
+    paths: list[str],
+    *,
+    token: str | None,
+    endpoint: str | None,
+) -> dict[str, int]:
+    from certify.errors import DataError
+
+    try:
+        infos = _hf_api(endpoint, token).get_paths_info(
+            dataset_id, paths, revision=commit, repo_type="dataset"
+        )
+    except Exception as error:
+        raise translate_error(
+            error,
+            action="listing the files of dataset",
+            repo_id=dataset_id,
+            revision=commit,
+            endpoint=endpoint,
+            missing=DataError,
+        ) from error
+    sizes = {str(info.path): int(info.size) for info in infos if hasattr(info, "size")}
+    missing = [path for path in paths if path not in sizes]
+    if missing:
+        raise DataError(f"dataset {dataset_id}@{commit[:12]} has no file {missing[0]}")
+    return sizes
+
+
+def _dataset_fs(endpoint: str | None, token: str | None) -> Any:
+    from huggingface_hub import HfFileSystem
+
+    # skip_instance_cache: fsspec caches instances per arguments and thread; a fresh one
+    # never carries another test's (or endpoint's) directory cache.
+    return HfFileSystem(endpoint=_endpoint_of(endpoint), token=token, skip_instance_cache=True)
+
+
+def read_dataset_ranges(
+    dataset_id: str,
+    commit: str,
+    path: str,
+    ranges: list[tuple[int, int]],
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> list[bytes]:
+    """Bytes [start, stop) of one file of a dataset at ``commit``, one HTTP range read each.
+
+    Negative starts count from the end of the file (``(-8, 0)`` is the last 8 bytes;
+    a stop of 0 with a negative start means the end). Reads go through huggingface_hub's
+    ``HfFileSystem`` with ``cache_type="none"``, so exactly the asked bytes are
+    requested (no read-ahead).
+    """
+    from certify.errors import DataError
+
+    if not _COMMIT_SHA.match(commit):
+        raise HubError(f"read_dataset_ranges needs a 40-hex commit, got {commit!r}")
+    location = f"datasets/{dataset_id}@{commit}/{path}"
+    out: list[bytes] = []
+    try:
+        fs = _dataset_fs(endpoint, token)
+        with fs.open(location, "rb", cache_type="none", block_size=1 << 20) as handle:
+            size = int(handle.size)
+            for start, stop in ranges:
+                begin = start + size if start < 0 else start
+                end = size if (start < 0 and stop == 0) else (stop + size if stop < 0 else stop)
+                if not 0 <= begin <= end <= size:
+                    raise DataError(
+                        f"{dataset_id}/{path} has {size} bytes; [{begin}, {end}) does not exist",
+                        hint="the file changed since its units were listed",
+                    )
+                handle.seek(begin)
+                data = handle.read(end - begin) if end > begin else b""
+                if len(data) != end - begin:
+                    raise HubError(
+                        f"{_endpoint_of(endpoint)} sent {len(data)} of {end - begin} bytes of "
+                        f"{dataset_id}/{path}",
+                        hint="retry later",
+                    )
+                out.append(data)
+    except CertifyError:
+        raise
+    except FileNotFoundError as error:
+        raise DataError(
+            f"{dataset_id}@{commit[:12]} has no file {path} on {_endpoint_of(endpoint)} "
+            f"({str(error).splitlines()[0][:200]})",
+            hint="check the dataset id, the revision and the token",
+        ) from None
+    except Exception as error:
+        raise translate_error(
+            error,
+            action="reading dataset",
+            repo_id=dataset_id,
+            revision=commit,
+            endpoint=endpoint,
+            missing=DataError,
+        ) from error
+    return out
+
+
+def read_parquet_footer(
+    dataset_id: str,
+    commit: str,
+    path: str,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> tuple[int, bytes]:
+    """(file size, the file's tail holding the whole footer) of a parquet file on the Hub.
+
+    One range read of the last :data:`PARQUET_TAIL_BYTES` bytes, and a second one only
+    when the footer is longer. The returned bytes end with ``<footer><len:4><PAR1>``.
+    """
+    from certify.errors import DataError
+
+    location = f"datasets/{dataset_id}@{commit}/{path}"
+    try:
+        fs = _dataset_fs(endpoint, token)
+        with fs.open(location, "rb", cache_type="none", block_size=1 << 20) as handle:
+            size = int(handle.size)
+            take = min(size, PARQUET_TAIL_BYTES)
+            handle.seek(size - take)
+            tail = handle.read(take)
+            if size < 12 or tail[-4:] != b"PAR1":
+                raise DataError(f"{dataset_id}/{path} is not a parquet file (no PAR1 footer)")
+            footer_bytes = int.from_bytes(tail[-8:-4], "little")
+            needed = footer_bytes + 8
+            if needed > size - 4:
+                raise DataError(f"{dataset_id}/{path}: footer length {footer_bytes} is invalid")
+            if needed > len(tail):
+                handle.seek(size - needed)
+                tail = handle.read(needed - len(tail)) + tail
+    except CertifyError:
+        raise
+    except FileNotFoundError as error:
+        raise DataError(
+            f"{dataset_id}@{commit[:12]} has no file {path} on {_endpoint_of(endpoint)} "
+            f"({str(error).splitlines()[0][:200]})",
+            hint="check the dataset id, the revision and the token",
+        ) from None
+    except Exception as error:
+        raise translate_error(
+            error,
+            action="reading the parquet footer of dataset",
+            repo_id=dataset_id,
+            revision=commit,
+            endpoint=endpoint,
+            missing=DataError,
+        ) from error
+    return size, tail

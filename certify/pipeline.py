@@ -31,16 +31,31 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from certify._files import (
+    ARTIFACT_NAME,
+    CARD_NAME,
+    CERTIFICATE_NAME,
+    ENVELOPE_NAME,
+    LOG_NAME,
+    PLOT_NAME,
+    PUBLIC_KEY_NAME,
+    RISK_NAME,
+    STATE_DIR,
+    atomic_path,
+    copy_atomic,
+    file_sha256,
+    sweep_temp_files,
+    write_bytes_atomic,
+    write_json_atomic,
+)
+from certify._jcs import sha256_json
 from certify.errors import (
     CertifyError,
     DataError,
@@ -77,80 +92,6 @@ FALLBACK_DATASET = "LLM360/AmberDatasets"
 DEFAULT_MAX_DOCUMENTS = 20_000
 #: rough CPU throughput for the time estimate: multiply-adds per second per thread
 CPU_FLOPS_PER_THREAD = 2.0e10
-
-ARTIFACT_NAME = "model.certz"
-CERTIFICATE_NAME = "certificate.json"
-ENVELOPE_NAME = "certificate.dsse.json"
-CARD_NAME = "README.md"
-PLOT_NAME = "bound.png"
-RISK_NAME = "risk.json"
-LOG_NAME = "run.log"
-STATE_DIR = ".certify"
-
-
-# --------------------------------------------------------------------------- hashing + files
-
-
-def sha256_json(value: Any) -> str:
-    """sha256 of the canonical (sorted, compact) JSON of ``value``."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while piece := handle.read(1 << 20):
-            digest.update(piece)
-    return digest.hexdigest()
-
-
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp name beside ``path``, fsync, then ``os.replace`` it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = _temp_name(path)
-    try:
-        with temp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-
-
-def _write_json(path: Path, value: Any) -> None:
-    write_atomically(path, (json.dumps(value, indent=2, allow_nan=False) + "\n").encode())
-
-
-def _copy_atomically(source: Path, target: Path) -> None:
-    temp = _temp_name(target)
-    try:
-        shutil.copyfile(source, temp)
-        os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-
-
-def sweep_temp_files(directory: Path) -> list[Path]:
-    """Remove leftover ``*.tmp-<pid>*`` files/folders under ``directory`` (an old crash)."""
-    removed: list[Path] = []
-    if not directory.is_dir():
-        return removed
-    for path in sorted(directory.rglob("*.tmp-*"), reverse=True):
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(path)
-    return removed
 
 
 # --------------------------------------------------------------------------- stage manifests
@@ -197,7 +138,7 @@ class StageStore:
             "outputs": {name: file_sha256(self.run_dir / name) for name in outputs},
             "record": record or {},
         }
-        _write_json(self._path(stage), manifest)
+        write_json_atomic(self._path(stage), manifest)
         return manifest
 
     def output_hash(self, stage: str, name: str) -> str:
@@ -568,15 +509,10 @@ class _Pipeline:
         with self.runner.stage(name):
             target = self.run_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            temp = _temp_name(target)
-            try:
+            with atomic_path(target) as temp:
                 record = container.compress_model(
                     resolved, quantization, temp, progress=self.runner.report(name)
                 )
-                os.replace(temp, target)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
             record = dataclasses.replace(record, path=relative)
             self.store.store(name, inputs, (relative,), to_dict(record))
         self._barrier()
@@ -719,7 +655,7 @@ class _Pipeline:
             )
             document = risk.risk_to_dict(record)
             if self.rank == 0:
-                _write_json(self.run_dir / out_relative, document)
+                write_json_atomic(self.run_dir / out_relative, document)
                 self.store.store(name, inputs, (out_relative,), document)
         self._barrier()
         if self.rank == 0:
@@ -825,7 +761,7 @@ class _Pipeline:
             search,
             pushed,
         )
-        _write_json(self.state_dir / "result.json", result_to_dict(result))
+        write_json_atomic(self.state_dir / "result.json", result_to_dict(result))
         return result
 
     def _search(
@@ -891,7 +827,7 @@ class _Pipeline:
             self._wait_for(name, inputs)
         else:
             with self.runner.stage(name):
-                _copy_atomically(self.run_dir / best_artifact.path, self.run_dir / ARTIFACT_NAME)
+                copy_atomic(self.run_dir / best_artifact.path, self.run_dir / ARTIFACT_NAME)
                 self.store.store(name, inputs, (ARTIFACT_NAME,))
             self._barrier()
         artifact = dataclasses.replace(best_artifact, path=ARTIFACT_NAME)
@@ -991,9 +927,9 @@ class _Pipeline:
                 )
                 statement = signing.build_statement(certificate, self.run_dir)
                 envelope = signing.sign_statement(statement, key_path, passphrase)
-                write_atomically(self.run_dir / ENVELOPE_NAME, signing.envelope_bytes(envelope))
+                write_bytes_atomic(self.run_dir / ENVELOPE_NAME, signing.envelope_bytes(envelope))
                 public_copy = self.run_dir / signing.PUBLIC_KEY_NAME
-                write_atomically(public_copy, public_pem)
+                write_bytes_atomic(public_copy, public_pem)
                 self.store.store(name, sign_inputs, (ENVELOPE_NAME, signing.PUBLIC_KEY_NAME))
 
         self._card(certificate, certificate_sha, fingerprint, choice)
@@ -1064,15 +1000,8 @@ class _Pipeline:
                 repo_id=self.repo_id,
                 endpoint=settings.endpoint,
             )
-            write_atomically(self.run_dir / CARD_NAME, text.encode("utf-8"))
-            plot = self.run_dir / PLOT_NAME
-            temp = _temp_name(plot).with_suffix(".png")
-            try:
-                card.plot_bound(certificate, temp)
-                os.replace(temp, plot)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
+            write_bytes_atomic(self.run_dir / CARD_NAME, text.encode("utf-8"))
+            card.plot_bound(certificate, self.run_dir / PLOT_NAME)
             self.store.store(name, inputs, (CARD_NAME, PLOT_NAME))
 
     def _push(self) -> dict[str, Any]:
@@ -1169,8 +1098,6 @@ class _Pipeline:
 
 def _public_key_path(private_key_path: Path, run_dir: Path) -> Path:
     """The signer's public key: beside the private key if there, else the run's copy."""
-    from certify.signing import PUBLIC_KEY_NAME
-
     beside = private_key_path.with_name(PUBLIC_KEY_NAME)
     return beside if beside.is_file() else run_dir / PUBLIC_KEY_NAME
 

@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from certify._files import write_text_atomic
+from certify._jcs import schema_error
 from certify.errors import DataError, EvaluationError, InvalidInputError, ModelError
 from certify.records import (
     DatasetRecord,
@@ -546,12 +548,7 @@ def _start_checkpoint(path: Path, key: str, batch_tokens: int) -> None:
         "batch_tokens": batch_tokens,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(header) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(header) + "\n")
 
 
 def _append_checkpoint(path: Path, chunks: list[int], results: list[list[float]]) -> None:
@@ -917,20 +914,12 @@ def risk_to_dict(risk: RiskRecord) -> dict[str, Any]:
 
 
 def validate_risk(document: Any) -> None:
-    """Raise InvalidInputError when ``document`` does not follow schemas/risk.schema.json."""
-    from importlib import resources
-
-    import jsonschema
-
-    schema = json.loads(resources.files("certify").joinpath("schemas/risk.schema.json").read_text())
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(schema).iter_errors(document)
-    )
-    if error is not None:
-        where = "/".join(str(part) for part in error.absolute_path) or "document"
+    """Raise InvalidInputError unless ``document`` follows certify/schemas/risk.schema.json."""
+    problem = schema_error(document, "risk")
+    if problem is not None:
         raise InvalidInputError(
-            f"{where}: {error.message}; expected the JSON written by certify evaluate "
-            "(schemas/risk.schema.json)",
+            f"{problem}; expected the JSON written by certify evaluate "
+            "(certify/schemas/risk.schema.json)",
             field="risk",
         )
 

@@ -28,7 +28,18 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certify.certificate import canonical_bytes, json_round_trip, parse_json_strict
+from certify._files import (
+    CERTIFICATE_NAME,
+    ENVELOPE_NAME,
+    MODEL_SIGNATURE_NAME,
+    PRIVATE_KEY_NAME,
+    PUBLIC_KEY_NAME,
+    file_digest,
+    safe_relative_path,
+    temp_path,
+    write_bytes_atomic,
+)
+from certify._jcs import canonical_bytes, json_round_trip, parse_json_strict
 from certify.errors import CertifyError, SigningError, VerificationError
 from certify.records import KeyPair
 
@@ -42,7 +53,6 @@ __all__ = [
     "build_statement",
     "dsse_pae",
     "envelope_bytes",
-    "file_sha256",
     "generate_key",
     "load_envelope",
     "load_private_key",
@@ -61,16 +71,13 @@ PAYLOAD_TYPE = "application/vnd.in-toto+json"
 INTOTO_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 #: our predicate type; the trailing version changes with ``certificate_version``
 PREDICATE_TYPE = "https://certify.dev/certificate/v1"
-PRIVATE_KEY_NAME = "certify-signing-key.pem"
-PUBLIC_KEY_NAME = "certify-signing-key.pub.pem"
 #: the OpenSSF model-signing bundle written next to the run's files
-MODEL_SIGNING_BUNDLE_NAME = "model.sig"
+MODEL_SIGNING_BUNDLE_NAME = MODEL_SIGNATURE_NAME
 
 _ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
 _SIGNATURE_KEYS = frozenset({"keyid", "sig"})
 _STATEMENT_KEYS = frozenset({"_type", "subject", "predicateType", "predicate"})
 _SUBJECT_KEYS = frozenset({"name", "digest", "annotations"})
-_HASH_CHUNK_BYTES = 1 << 20
 
 
 # --------------------------------------------------------------------------- keys
@@ -138,17 +145,7 @@ def _write_new_file(path: Path, data: bytes, mode: int, force: bool) -> None:
     """Write ``data`` to ``path`` atomically; the temp file has ``mode`` from creation."""
     if path.exists() and not force:
         raise SigningError(f"{path} already exists", hint="pass --force to overwrite it")
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data, mode=mode)
 
 
 def generate_key(
@@ -196,17 +193,6 @@ def generate_key(
 # --------------------------------------------------------------------------- statement
 
 
-def file_sha256(path: str | Path) -> tuple[str, int]:
-    """(hex sha256, size in bytes) of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    size_bytes = 0
-    with open(path, "rb") as handle:
-        while piece := handle.read(_HASH_CHUNK_BYTES):
-            digest.update(piece)
-            size_bytes += len(piece)
-    return digest.hexdigest(), size_bytes
-
-
 def build_statement(
     certificate: Mapping[str, Any], run_dir: str | Path, extra_subjects: Iterable[str] = ()
 ) -> dict[str, Any]:
@@ -217,8 +203,6 @@ def build_statement(
     ``run_dir``, with its sha256 and, as an annotation, its size in bytes. The
     artifact's hash must equal the one the certificate records.
     """
-    from certify.certificate import safe_relative_path
-
     root = Path(run_dir)
     artifact = certificate["artifact"]
     names = [artifact["path"], *(name for name in extra_subjects if name != artifact["path"])]
@@ -226,7 +210,7 @@ def build_statement(
     for name in names:
         path = safe_relative_path(root, name)
         try:
-            sha256, size_bytes = file_sha256(path)
+            sha256, size_bytes = file_digest(path)
         except OSError as error:
             raise SigningError(f"cannot read subject {name} in {root}: {error.strerror}") from error
         if name == artifact["path"] and (sha256, size_bytes) != (
@@ -454,7 +438,7 @@ def write_model_signing_bundle(
     root = Path(run_dir)
     load_private_key(private_key_path, passphrase)  # our checks and messages first
     bundle = root / bundle_name
-    temp = root / f".{bundle_name}.tmp-{os.getpid()}"
+    temp = temp_path(root / f".{bundle_name}")
     # model-signing annotates password as str but hands it to cryptography, which needs bytes
     password: Any = passphrase
     try:
@@ -515,12 +499,7 @@ def sign_run(
     ``model_signing_bundle`` is skipped silently only when False; when True and the
     package is missing, SigningError says how to install it.
     """
-    from certify.certificate import (
-        CERTIFICATE_NAME,
-        ENVELOPE_NAME,
-        write_bytes_atomic,
-        write_certificate,
-    )
+    from certify.certificate import write_certificate
 
     root = Path(run_dir)
     key = load_private_key(private_key_path, passphrase)

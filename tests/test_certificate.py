@@ -655,13 +655,6 @@ def test_golden_envelope_verifies_with_its_key() -> None:
     )
 
 
-def test_schema_copies_are_identical() -> None:
-    packaged = ROOT / "certify" / "schemas" / "certificate.schema.json"
-    published = ROOT / "schemas" / "certificate.schema.json"
-    assert packaged.read_bytes() == published.read_bytes()
-    assert cert_module.certificate_schema() == json.loads(published.read_bytes())
-
-
 # --------------------------------------------------------------------------- build
 
 

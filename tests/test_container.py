@@ -347,12 +347,6 @@ def test_every_committed_version_is_read_or_refused_clearly() -> None:
                 read_header(golden)
 
 
-def test_schema_copies_are_identical() -> None:
-    shipped = REPO / "certify" / "schemas" / "container-header.schema.json"
-    published = REPO / "schemas" / "container-header.schema.json"
-    assert shipped.read_bytes() == published.read_bytes()
-
-
 # --------------------------------------------------------------------------- corruption
 
 

@@ -504,19 +504,13 @@ def test_golden_index(
     data.validate_index(json.loads((FIXTURES / "tiny.index.json").read_text(encoding="utf-8")))
 
 
-def test_schema_copies_are_identical() -> None:
-    assert (REPO / "schemas" / "token-index.schema.json").read_bytes() == (
-        REPO / "certify" / "schemas" / "token-index.schema.json"
-    ).read_bytes()
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda index: index.pop("n_tokens"), "n_tokens"),
         (lambda index: index.update(dtype="int8"), "dtype"),
         (lambda index: index.update(format_version=2), "format_version"),
-        (lambda index: index["shards"][0].update(sha256="xyz"), "shards/0/sha256"),
+        (lambda index: index["shards"][0].update(sha256="xyz"), r"shards\[0\]\.sha256"),
         (lambda index: index.update(extra=1), "extra"),
     ],
 )

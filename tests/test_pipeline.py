@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from certify import pipeline
+from certify._files import file_sha256
 from certify.cli import run_cli
 from certify.records import (
     EvaluationSettings,
@@ -259,7 +260,7 @@ def test_sigint_leaves_nothing_half_written_and_rerun_completes(
     for manifest_path in (run_dir / ".certify" / "stages").glob("*.json"):
         manifest = json.loads(manifest_path.read_text())
         for name, digest in manifest["outputs"].items():
-            assert pipeline.file_sha256(run_dir / name) == digest
+            assert file_sha256(run_dir / name) == digest
     events = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(event.get("event") == "interrupted" for event in events)
 

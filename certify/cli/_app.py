@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
 from certify import __version__
+from certify._files import write_text_atomic
+from certify.errors import InvalidInputError
 
 HELP = (
     "Compress a causal language model into one file and certify its token-level risk.\n\n"
@@ -51,6 +54,14 @@ def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON to stdout (no rich markup, no wrapping)."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write a command's ``--output`` file atomically, after checking its folder exists."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InvalidInputError(f"folder {directory} does not exist", field="--output")
+    write_text_atomic(path, text)
 
 
 def env(name: str) -> str | None:

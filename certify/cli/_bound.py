@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import typer
 from rich.table import Table
 
 from certify.bound import bound_input_from_dict, bound_result_to_dict, compute_bound
-from certify.cli._app import app, console, err_console, print_json
+from certify.cli._app import app, console, err_console, print_json, write_output
 from certify.errors import InvalidInputError
 
 BOUND_HELP = """Compute the token-level generalization bound from measured statistics.
@@ -58,23 +57,6 @@ def _read_input(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidInputError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync, then rename over it."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise InvalidInputError(f"folder {directory} does not exist", field="--output")
-    handle, temp_name = tempfile.mkstemp(prefix=f"{path.name}.tmp-{os.getpid()}-", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -172,7 +154,7 @@ def bound_command(
     if size_note is not None:
         bound["summary"]["size_bytes_from"] = size_note
     if output is not None:
-        _write_atomically(output, json.dumps(bound, indent=2, allow_nan=False) + "\n")
+        write_output(output, json.dumps(bound, indent=2, allow_nan=False) + "\n")
     if size_note is not None and not as_json:
         replaced = size_note["input_size_bytes"]
         previous = "" if replaced is None else f" (input said {replaced})"

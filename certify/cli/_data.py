@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from certify.cli._app import app, console, env, err_console, print_json
+from certify.cli._app import app, console, env, err_console, print_json, write_output
+from certify.errors import InvalidInputError
 from certify.records import to_dict
 
 # --- tokenize
@@ -106,7 +108,6 @@ def tokenize_command(
 ) -> None:
     """Tokenize a dataset (see TOKENIZE_HELP)."""
     from certify.data import load_tokenizer, tokenize_source
-    from certify.errors import InvalidInputError
 
     if decode_errors not in ("strict", "replace", "skip"):
         raise InvalidInputError(
@@ -193,7 +194,6 @@ EVALUATE_HELP = "\n\n".join(
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
-    from certify.errors import InvalidInputError
 
     try:
         return tuple(float(item) for item in text.split(",") if item.strip())
@@ -204,7 +204,6 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
 
 
 def _integers(text: str, option: str) -> tuple[int, ...]:
-    from certify.errors import InvalidInputError
 
     try:
         return tuple(int(item) for item in text.split(",") if item.strip())
@@ -251,23 +250,6 @@ def _evaluate_progress() -> Progress:
         console=err_console,
         transient=True,
     )
-
-
-def _write_json_file(path: Path, document: dict[str, Any]) -> None:
-    import json
-    import os
-
-    from certify.errors import InvalidInputError
-
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise InvalidInputError(f"folder {directory} does not exist", field="--output")
-    temporary = directory / f"{path.name}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(document, indent=2, allow_nan=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 @app.command("evaluate", help=EVALUATE_HELP)
@@ -319,7 +301,6 @@ def evaluate_command(
     from rich.table import Table
 
     from certify import data, risk
-    from certify.errors import InvalidInputError
     from certify.records import EvaluationSettings
 
     if batch_size != "auto" and not batch_size.isdigit():
@@ -393,7 +374,7 @@ def evaluate_command(
     document = risk.risk_to_dict(record)
     risk.validate_risk(document)
     if output is not None:
-        _write_json_file(output, document)
+        write_output(output, json.dumps(document, indent=2, allow_nan=False) + "\n")
     if as_json:
         print_json(document)
         return

@@ -7,7 +7,6 @@ endpoint is ``--endpoint``, else HF_ENDPOINT, else https://huggingface.co.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import typer
 
+from certify._files import write_text_atomic
 from certify.cli._app import app, console, env, err_console, print_json
 from certify.errors import InvalidInputError, UsageError
 from certify.records import to_dict
@@ -128,19 +128,6 @@ def _fingerprint(key: Path | None, certificate_path: Path) -> str:
     )
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 @app.command("card", help=CARD_HELP)
 def card_command(
     target: str = typer.Argument(..., metavar="TARGET", help="README.md, folder or Hub repo id."),
@@ -204,7 +191,7 @@ def card_command(
         changed = text != existing
         if changed:
             card_module.plot_bound(certificate_data, card_path.parent / "bound.png")
-            _write_text_atomic(card_path, text)
+            write_text_atomic(card_path, text)
         report: dict[str, Any] = {"card": str(card_path), "changed": changed}
         if as_json:
             print_json(report)
@@ -227,7 +214,7 @@ def card_command(
     changed = text != existing
     if not push:
         if output is not None:
-            _write_text_atomic(output, text)
+            write_text_atomic(output, text)
             card_module.plot_bound(certificate_data, output.parent / "bound.png")
             err_console.print(f"wrote {output} (not pushed; add --push to commit it)")
         elif as_json:

@@ -28,12 +28,13 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from certify._files import copy_atomic, file_sha256, temp_path, write_json_atomic
+from certify._jcs import schema_error
 from certify.errors import DataError, InvalidInputError
 from certify.records import DatasetRecord
 
@@ -174,22 +175,12 @@ def _eos_token_id(tokenizer: Any) -> int:
 # --------------------------------------------------------------------------- shards
 
 
-def _schema() -> dict[str, Any]:
-    text = resources.files("certify").joinpath("schemas/token-index.schema.json").read_text()
-    return json.loads(text)  # type: ignore[no-any-return]
-
-
 def validate_index(index: Any, where: str = INDEX_NAME) -> None:
     """Raise :class:`DataError` when ``index`` does not follow the token-index schema."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(index), key=lambda error: list(error.absolute_path))
-    if errors:
-        first = errors[0]
-        location = "/".join(str(part) for part in first.absolute_path) or "(top level)"
+    problem = schema_error(index, "token-index")
+    if problem is not None:
         raise DataError(
-            f"{where} is not a valid token index: {location}: {first.message}",
+            f"{where} is not a valid token index: {problem}",
             hint="make it again with certify tokenize",
         )
 
@@ -199,14 +190,6 @@ def combine_shard_hashes(shard_hashes: list[str]) -> str:
     digest = hashlib.sha256()
     for value in shard_hashes:
         digest.update(bytes.fromhex(value))
-    return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(_READ_BLOCK_BYTES):
-            digest.update(block)
     return digest.hexdigest()
 
 
@@ -323,7 +306,7 @@ def open_shards(directory: str | Path, *, verify_contents: bool = True) -> Token
                 f"({shard['n_tokens']} tokens of {dtype.name})",
                 hint="the shard is truncated or replaced; make the shards again",
             )
-        if verify_contents and _file_sha256(path) != shard["sha256"]:
+        if verify_contents and file_sha256(path) != shard["sha256"]:
             raise DataError(
                 f"shard {path} does not match its sha256 in {INDEX_NAME}",
                 hint="the shard was modified; make the shards again",
@@ -365,7 +348,7 @@ class _ShardWriter:
 
     def _open(self) -> None:
         name = SHARD_PATTERN.format(len(self.shards))
-        self._temp = self.directory / f"{name}.tmp-{os.getpid()}"
+        self._temp = temp_path(self.directory / name)
         self.temp_files.append(self._temp)
         self._stream = open(self._temp, "wb")  # noqa: SIM115  (closed in _close)
         self._digest = hashlib.sha256()
@@ -411,19 +394,6 @@ class _ShardWriter:
             self._stream = None
         for temp in self.temp_files:
             temp.unlink(missing_ok=True)
-
-
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    handle, temp_name = tempfile.mkstemp(prefix=f"{path.name}.tmp-{os.getpid()}-", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(json.dumps(data, indent=2, allow_nan=False) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- sources
@@ -931,7 +901,7 @@ def _write_shards(
         "tool": _tool_versions(),
     }
     validate_index(index)
-    _write_json_atomically(out / INDEX_NAME, index)
+    write_json_atomic(out / INDEX_NAME, index)
     keep = {shard["file"] for shard in shards}
     for stale in out.glob("tokens-*.bin"):
         if stale.name not in keep:
@@ -953,8 +923,6 @@ def _describe(concrete: _Source) -> str:
 
 def _reuse_shards(source: Path, out: Path, tokenizer: Any) -> TokenShards:
     """A pre-tokenized source: check it, and copy it to ``out`` when that is elsewhere."""
-    import shutil
-
     shards = open_shards(source)
     check_tokenizer(shards, tokenizer)
     if out.resolve() == source.resolve():
@@ -962,10 +930,8 @@ def _reuse_shards(source: Path, out: Path, tokenizer: Any) -> TokenShards:
     out.mkdir(parents=True, exist_ok=True)
     (out / INDEX_NAME).unlink(missing_ok=True)
     for shard in shards.index["shards"]:
-        temp = out / f"{shard['file']}.tmp-{os.getpid()}"
-        shutil.copyfile(source / shard["file"], temp)
-        os.replace(temp, out / shard["file"])
-    _write_json_atomically(out / INDEX_NAME, shards.index)
+        copy_atomic(source / shard["file"], out / shard["file"])
+    write_json_atomic(out / INDEX_NAME, shards.index)
     return open_shards(out)
 
 

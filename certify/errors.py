@@ -55,6 +55,19 @@ class DataError(CertifyError):
     kind = "data"
 
 
+class WeightRuleError(DataError):
+    """Sampled mode: a weight rule that cannot hold for this tokenizer or dataset, or a unit
+    whose token count exceeded its weight (the lower bound on n would be wrong)."""
+
+    kind = "weight_rule"
+
+
+class DatasetChangedError(DataError):
+    """Sampled mode: the dataset's units differ from the ones recorded (or journaled)."""
+
+    kind = "dataset_changed"
+
+
 class EvaluationError(CertifyError):
     """Risk evaluation that cannot produce trustworthy numbers (e.g. NaN losses)."""
 
@@ -105,6 +118,8 @@ EXIT_CODES: tuple[tuple[type[CertifyError], int], ...] = (
     (InvalidInputError, 3),
     (ModelError, 4),
     (ArtifactFormatError, 5),
+    (WeightRuleError, 13),
+    (DatasetChangedError, 14),
     (DataError, 6),
     (EvaluationError, 7),
     (CertificateError, 8),

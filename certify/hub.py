@@ -848,12 +848,26 @@ def _dataset_file_sizes(
     return sizes
 
 
+_DATASET_FS: dict[tuple[str, str | None], Any] = {}
+
+
 def _dataset_fs(endpoint: str | None, token: str | None) -> Any:
+    """One ``HfFileSystem`` per (endpoint, token) in this process (it caches repo lookups)."""
     from huggingface_hub import HfFileSystem
 
-    # skip_instance_cache: fsspec caches instances per arguments and thread; a fresh one
-    # never carries another test's (or endpoint's) directory cache.
-    return HfFileSystem(endpoint=_endpoint_of(endpoint), token=token, skip_instance_cache=True)
+    key = (_endpoint_of(endpoint), token)
+    if key not in _DATASET_FS:
+        _DATASET_FS[key] = HfFileSystem(endpoint=key[0], token=token, skip_instance_cache=True)
+    return _DATASET_FS[key]
+
+
+def _open_dataset_file(fs: Any, location: str, size: int | None) -> Any:
+    # cache_type "none": every read is exactly one range request, no read-ahead; a known
+    # size spares the listing request that would find it
+    options: dict[str, Any] = {"cache_type": "none", "block_size": 1 << 20}
+    if size is not None:
+        options["size"] = size
+    return fs.open(location, "rb", **options)
 
 
 def read_dataset_ranges(
@@ -862,6 +876,7 @@ def read_dataset_ranges(
     path: str,
     ranges: list[tuple[int, int]],
     *,
+    size: int | None = None,
     token: str | None = None,
     endpoint: str | None = None,
 ) -> list[bytes]:
@@ -870,7 +885,7 @@ def read_dataset_ranges(
     Negative starts count from the end of the file (``(-8, 0)`` is the last 8 bytes;
     a stop of 0 with a negative start means the end). Reads go through huggingface_hub's
     ``HfFileSystem`` with ``cache_type="none"``, so exactly the asked bytes are
-    requested (no read-ahead).
+    requested (no read-ahead). ``size`` (the file's, when known) saves one request.
     """
     from certify.errors import DataError
 
@@ -880,7 +895,7 @@ def read_dataset_ranges(
     out: list[bytes] = []
     try:
         fs = _dataset_fs(endpoint, token)
-        with fs.open(location, "rb", cache_type="none", block_size=1 << 20) as handle:
+        with _open_dataset_file(fs, location, size) as handle:
             size = int(handle.size)
             for start, stop in ranges:
                 begin = start + size if start < 0 else start
@@ -924,6 +939,7 @@ def read_parquet_footer(
     commit: str,
     path: str,
     *,
+    size: int | None = None,
     token: str | None = None,
     endpoint: str | None = None,
 ) -> tuple[int, bytes]:
@@ -937,7 +953,7 @@ def read_parquet_footer(
     location = f"datasets/{dataset_id}@{commit}/{path}"
     try:
         fs = _dataset_fs(endpoint, token)
-        with fs.open(location, "rb", cache_type="none", block_size=1 << 20) as handle:
+        with _open_dataset_file(fs, location, size) as handle:
             size = int(handle.size)
             take = min(size, PARQUET_TAIL_BYTES)
             handle.seek(size - take)

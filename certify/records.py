@@ -197,6 +197,48 @@ class DatasetRecord:
     max_documents: int | None = None
 
 
+@dataclass(frozen=True)
+class SampledDataRecord:
+    """A dataset read in sampled mode (DESIGN.md "sampled mode", docs/DATA.md).
+
+    The dataset is the ordered list of ``units`` (sha256 ``units_sha256``) with weights
+    summing to ``total_weight`` = W ≥ n under ``weight_rule`` ("truncate": w_u = c·m_u with
+    c = ``truncation_tokens``; "bytes": w_u = bytes_u + e·m_u with e =
+    ``extra_tokens_per_document``). Draws stopped at the ``accepted``-th (G) accepted
+    unit after ``drawn`` (D) draws; ``chunks_per_unit`` (r) windows of ``chunk_tokens``
+    (S) plus up to ``context_tokens`` (P) context were taken from each accepted unit.
+    ``source_options`` is what re-enumerates the same units (text column, extensions,
+    config, split, ...). ``draws_sha256`` hashes every draw's unit, token count and the
+    sha256 of the bytes read, so a redraw proves it read the same data.
+    ``tokens_tokenized`` / ``bytes_read`` / ``documents_tokenized`` count the distinct
+    units drawn (each tokenized once). n_lo = W·BetaQuantile(δ_n; G, D − G + 1) is the
+    bound stage's (fields ``total_weight``, ``accepted``, ``drawn``).
+    """
+
+    source: str
+    revision: str
+    source_options: dict[str, Any] = field(hash=False, compare=True)
+    tokenizer_sha256: str
+    vocab_size: int
+    eos_token_id: int
+    weight_rule: Literal["truncate", "bytes"]
+    truncation_tokens: int | None
+    extra_tokens_per_document: int
+    total_weight: int
+    units: int
+    units_sha256: str
+    accepted: int
+    drawn: int
+    chunks_per_unit: int
+    chunk_tokens: int
+    context_tokens: int
+    seed: int
+    tokens_tokenized: int
+    documents_tokenized: int
+    bytes_read: int
+    draws_sha256: str
+
+
 @dataclass(frozen=True, eq=False)
 class TokenWindows:
     """Chunks to score, each with its own context (DESIGN.md "The bound", version 2).

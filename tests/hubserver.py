@@ -14,7 +14,10 @@ on disk under a temporary folder:
 Tokens are a map token -> user name; every known token may write to its own
 namespace. Unknown tokens get 401, writes into another user's namespace 403.
 ``fail(...)`` injects server errors for the fault tests; ``requests`` logs every
-request (method, path) so tests can assert that nothing was sent.
+request (method, path) so tests can assert that nothing was sent. File downloads honour
+HTTP ``Range`` (206 with Content-Range, as huggingface_hub's ``HfFileSystem`` needs for
+range reads) and ``served_ranges`` logs every byte range of a file body sent, so a test
+can assert which parts of a file were transferred; ``paths-info`` answers file sizes.
 
 Uploads go inline ("regular") unless ``lfs_threshold_bytes`` is set, in which case
 files at least that large are labelled "lfs": the client must then have Xet disabled
@@ -97,6 +100,8 @@ class HubServer:
     lfs_threshold_bytes: int | None = None
     requests: list[tuple[str, str]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    #: every file body sent by resolve GETs: (repo_id, path, start, stop) byte ranges
+    served_ranges: list[tuple[str, str, int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -503,6 +508,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if not name.startswith("refs/pr/")
             ]
             return self._json(200, {"branches": branches, "converts": [], "tags": []})
+        if method == "POST" and rest[0] == "paths-info":
+            return self._paths_info(repo_type, repo_id, "/".join(rest[1:]))
         if method == "POST" and rest[0] == "branch":
             return self._branch(repo_type, repo_id, "/".join(rest[1:]))
         if method == "POST" and rest[0] == "preupload":
@@ -597,6 +604,34 @@ class _Handler(BaseHTTPRequestHandler):
             {"type": "directory", "path": folder, "oid": hashlib.sha1(folder.encode()).hexdigest()}
             for folder in sorted(folders)
         )
+        self._json(200, out)
+
+    def _paths_info(self, repo_type: str, repo_id: str, revision: str) -> None:
+        """POST paths-info: entries of the asked paths (form or JSON body; absent ones left out)."""
+        raw = self._body()
+        if self.headers.get("Content-Type", "").startswith("application/json"):
+            wanted = [str(path) for path in json.loads(raw or b"{}").get("paths", [])]
+        else:
+            wanted = parse_qs(raw.decode("utf-8")).get("paths", [])
+        self._can_read(repo_type, repo_id)
+        oid = self.hub._resolve(repo_type, repo_id, revision)
+        files = self.hub._commit(repo_type, repo_id, oid)["files"]
+        out: list[dict[str, Any]] = []
+        for path in wanted:
+            path = path.strip("/")
+            entry = files.get(path)
+            if entry is not None:
+                out.append(
+                    {"type": "file", "path": path, "size": entry["size"], "oid": entry["oid"]}
+                )
+            elif any(name.startswith(path + "/") for name in files):
+                out.append(
+                    {
+                        "type": "directory",
+                        "path": path,
+                        "oid": hashlib.sha1(path.encode()).hexdigest(),
+                    }
+                )
         self._json(200, out)
 
     def _branch(self, repo_type: str, repo_id: str, branch: str) -> None:
@@ -754,4 +789,32 @@ class _Handler(BaseHTTPRequestHandler):
         if entry["lfs"]:
             headers["X-Linked-Etag"] = f'"{entry["sha256"]}"'
             headers["X-Linked-Size"] = str(entry["size"])
-        self._send(200, content, headers, content_type="application/octet-stream", head=head)
+        status, start, stop = 200, 0, len(content)
+        wanted = _byte_range(self.headers.get("Range"), len(content))
+        if wanted is not None:
+            start, stop = wanted
+            if start >= stop:
+                headers["Content-Range"] = f"bytes */{len(content)}"
+                self._send(416, b"", headers, head=head)
+                return
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(content)}"
+        if not head:
+            self.hub.served_ranges.append((repo_id, path, start, stop))
+        self._send(
+            status, content[start:stop], headers, content_type="application/octet-stream", head=head
+        )
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """[start, stop) of one ``Range: bytes=a-b`` / ``a-`` / ``-n`` header (None: whole file)."""
+    if not header or not header.strip().startswith("bytes="):
+        return None
+    spec = header.strip()[len("bytes=") :].split(",")[0].strip()
+    first, _, last = spec.partition("-")
+    if not first:  # suffix: the last n bytes
+        count = int(last)
+        return max(0, size - count), size
+    start = int(first)
+    stop = size if not last else min(size, int(last) + 1)
+    return (start, stop) if start < size else (size, size)

@@ -52,14 +52,38 @@ class MetricSample:
     samples: int
     alpha: float | None = None
     k: int | None = None
+    #: version 2: the same statistics for q_i = (l_i − Y_i)² (Y_i the statement's centre),
+    #: in the loss's unit squared (bits², or error²); both or neither
+    square_mean: float | None = None
+    square_variance: float | None = None
+
+
+@dataclass(frozen=True)
+class SampledDraws:
+    """Sampled mode's unit draws (DESIGN.md "sampled mode"): what bounds n from below.
+
+    ``total_weight`` is W = Σ w_u (an integer token count ≥ n), ``accepted`` is G (the
+    draws stop at the G-th accepted unit) and ``drawn`` is D, the number of draws.
+    """
+
+    total_weight: int
+    accepted: int
+    drawn: int
 
 
 @dataclass(frozen=True)
 class BoundInput:
-    """Everything the bound depends on; what ``certify bound INPUT.json`` reads."""
+    """Everything the bound depends on; what ``certify bound INPUT.json`` reads.
+
+    ``n_tokens`` is the exact n; in sampled mode it is None and ``sampled`` (with
+    ``delta_n``, default δ/10) gives a lower bound on n instead. ``bound_version`` 1
+    selects the version-1 formulas (v1 certificates keep verifying with them).
+    ``search_scored_sample``: a search over settings scored the certification sample
+    itself, so the sampling union also runs over the H configurations.
+    """
 
     vocab_size: int
-    n_tokens: int
+    n_tokens: int | None
     size_bytes: int
     metrics: tuple[MetricSample, ...]
     hyperparameter_configurations: int = 1
@@ -67,6 +91,10 @@ class BoundInput:
     delta_split: float = 0.5
     sampling_method: SamplingMethod = "bernstein"
     heldout: bool = False
+    sampled: SampledDraws | None = None
+    delta_n: float | None = None
+    search_scored_sample: bool = False
+    bound_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -93,11 +121,31 @@ class MetricBound:
     complexity_term: float
     sampling_term: float
     bound: float
+    # version 2 (None in version 1; docs/MATH.md "Version 2"):
+    #: q's chunk-mean statistics as measured (loss unit²)
+    square_mean: float | None = None
+    square_variance: float | None = None
+    #: U = sample_mean + sampling_term, the upper bound on R̂ (loss unit)
+    mean_bound: float | None = None
+    #: W = square_mean + square_sampling_term, the upper bound on V̂ (loss unit²)
+    square_sampling_term: float | None = None
+    square_bound: float | None = None
+    #: each form's certified value (loss unit); freedman at its best λ of the grid
+    azuma: float | None = None
+    freedman: float | None = None
+    freedman_lambda: float | None = None
+    #: which form gave ``bound`` (= mean_bound + complexity_term, the smaller form)
+    certified_by: Literal["azuma", "freedman"] | None = None
 
 
 @dataclass(frozen=True)
 class BoundResult:
-    """The certificate's ``bound`` object."""
+    """The certificate's ``bound`` object.
+
+    A result without ``bound_version`` (1) has exactly the version-1 fields; version 2
+    adds the rest. ``n_tokens`` is None in sampled mode, where ``n_lower_bound`` (from
+    ``sampled`` at ``delta_n``) is the n of every martingale term.
+    """
 
     delta: float
     delta_c: float
@@ -106,10 +154,21 @@ class BoundResult:
     prior: PriorRecord
     statements: int
     sampling_method: SamplingMethod
-    n_tokens: int
+    n_tokens: int | None
     vocab_size: int
     metrics: tuple[MetricBound, ...]
     summary: dict[str, Any] = field(default_factory=dict)
+    bound_version: int = 1
+    delta_n: float | None = None
+    #: K_c: (statement, form) events sharing δ_c (61·K, or K without square statistics)
+    statement_events: int | None = None
+    #: one-sided sampling bounds sharing δ_s (2K, or K; times H if the search scored them)
+    sampling_events: int | None = None
+    search_scored_sample: bool = False
+    sampled: SampledDraws | None = None
+    #: the δ_n-quantile of Beta(G, D − G + 1), a lower bound on n / total_weight
+    acceptance_lower_bound: float | None = None
+    n_lower_bound: int | None = None
 
 
 # --------------------------------------------------------------------------- model + artifact

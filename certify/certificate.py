@@ -401,6 +401,7 @@ def bound_input_of(certificate: Mapping[str, Any]) -> BoundInput:
         delta_split=0.5 if exhaustive else float(bound["delta_c"]) / float(bound["delta"]),
         sampling_method=bound["sampling_method"],
         heldout=bound["heldout"],
+        bound_version=1,
     )
 
 
@@ -947,7 +948,7 @@ def _risk_check(
             dtype=certificate["evaluation"]["dtype"],
         )
         measured = risk.evaluate(
-            model, shards, settings, bos_token_id=risk.bos_for(tokenizer), tokenizer=tokenizer
+            model, shards, settings, bos_token_id=data_module.bos_token_id(tokenizer), tokenizer=tokenizer
         )
     worst = 0.0
     for recorded_metric, metric in zip(metrics, measured.metrics, strict=True):

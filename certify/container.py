@@ -35,9 +35,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from certify import __version__
 from certify._files import atomic_path, fsync_dir, temp_path, write_bytes_atomic
 from certify._jcs import schema_error
+from certify._version import __version__
 from certify.errors import ArtifactFormatError, CertifyError, InvalidInputError, ModelError
 from certify.quantize import QuantizedTensor
 from certify.records import ArtifactRecord, QuantizationSettings, ResolvedModel, to_dict
@@ -51,6 +51,7 @@ __all__ = [
     "iter_records",
     "load_model",
     "load_model_and_tokenizer",
+    "load_tokenizer",
     "read_header",
     "verify_artifact",
 ]
@@ -173,7 +174,7 @@ def _raw_tensor(data: bytes, dtype: str, shape: tuple[int, ...]) -> Any:
 
 def check_settings(settings: QuantizationSettings) -> None:
     """Raise :class:`InvalidInputError` (naming the field) unless ``settings`` are usable."""
-    from certify.quantize import validate_settings
+    from certify.quantize import check_quantization_settings, validate_settings
 
     validate_settings(settings.bits, settings.group_size)
     if settings.high_precision_tensors:
@@ -184,11 +185,7 @@ def check_settings(settings: QuantizationSettings) -> None:
                 str(error).replace("bits:", "high_precision_bits:", 1),
                 field="high_precision_bits",
             ) from error
-    if settings.method != "rtn-groupwise":
-        raise InvalidInputError(
-            f"unknown quantization method {settings.method!r}; certify implements 'rtn-groupwise'",
-            field="method",
-        )
+    check_quantization_settings(settings)  # the method and its own fields
 
 
 # --------------------------------------------------------------------------- write
@@ -230,9 +227,15 @@ def compress_model(
     """
     from certify.codec import codec_parameters, encode_quantized
     from certify.models import read_support_files, tensor_specs
-    from certify.quantize import dequantize, quantize_tensor
+    from certify.quantize import dequantize, method_library_versions, quantize_tensor
 
     check_settings(settings)
+    if settings.method != "rtn-groupwise" and quantizer is None:
+        raise InvalidInputError(
+            f"method {settings.method!r} needs its precomputed codes",
+            field="method",
+            hint="pass quantizer=result.quantizer from certify.quantize.gptq_quantize_model",
+        )
     out = Path(out_path)
     if out.is_dir():
         raise InvalidInputError(f"{out} is a folder; pass a file name such as model.certz")
@@ -329,7 +332,7 @@ def compress_model(
             },
             "quantization": to_dict(settings),
             "codec": codec_parameters(),
-            "libraries": library_versions(),
+            "libraries": {**library_versions(), **method_library_versions(settings)},
             "parameters": parameters,
             "files": files,
             "tensors": tensors,
@@ -762,19 +765,27 @@ def load_model_and_tokenizer(
     path: str | Path, device: Any = None, dtype: Any = None
 ) -> tuple[Any, Any]:
     """Decode ``path`` and return ``(model, tokenizer)`` (eval mode, float32 by default)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    return load_model(path, device=device, dtype=dtype), load_tokenizer(path)
 
-    with tempfile.TemporaryDirectory(prefix="certify-decoded-") as scratch:
-        folder = decompress_to_dir(path, scratch)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=dtype if dtype is not None else torch.float32
-        )
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    if device is not None:
-        model = model.to(device)
-    model.eval()
-    return model, tokenizer
+
+def load_tokenizer(path: str | Path) -> Any:
+    """The tokenizer embedded in a ``.certz`` file (its files, loaded from a temp folder)."""
+    from transformers import AutoTokenizer
+
+    files = read_embedded_files(path)
+    # config.json as well, as in the decoded model folder: AutoTokenizer may read it
+    config = read_header(path).get("model", {}).get("config")
+    with tempfile.TemporaryDirectory(prefix="certify-tokenizer-") as folder:
+        for name, content in files.items():
+            if Path(name).name != name:
+                continue  # only plain file names are tokenizer files
+            (Path(folder) / name).write_bytes(content)
+        if isinstance(config, dict) and "config.json" not in files:
+            (Path(folder) / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        try:
+            return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"cannot load the tokenizer embedded in {path}: {error}") from None
 
 
 def load_model(path: str | Path, device: Any = None, dtype: Any = None) -> Any:

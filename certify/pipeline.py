@@ -38,6 +38,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from certify import card, container, hub, risk, signing
+from certify import certificate as certificate_module
 from certify._files import (
     ARTIFACT_NAME,
     CARD_NAME,
@@ -56,6 +60,17 @@ from certify._files import (
     write_json_atomic,
 )
 from certify._jcs import sha256_json
+from certify._version import __version__
+from certify.bound import bound_result_to_dict, compute_bound, perplexity_bound
+from certify.data import (
+    TokenShards,
+    bos_token_id,
+    cache_folder,
+    cached_tokens,
+    load_tokenizer,
+    open_shards,
+    tokenizer_sha256,
+)
 from certify.errors import (
     CertifyError,
     DataError,
@@ -63,11 +78,14 @@ from certify.errors import (
     InterruptedRunError,
     InvalidInputError,
 )
+from certify.models import resolve_model, tensor_specs
 from certify.records import (
     ArtifactRecord,
     BoundInput,
     BoundResult,
     DatasetRecord,
+    DataSource,
+    EvaluationSettings,
     MetricSummary,
     ModelRecord,
     QuantizationSettings,
@@ -233,8 +251,6 @@ class DatasetChoice:
 
 def card_datasets(card_text: str) -> list[str]:
     """The ``datasets:`` entries of a model card's YAML front matter (may be empty)."""
-    import yaml
-
     lines = card_text.lstrip("\ufeff").splitlines()
     if not lines or lines[0].strip() != "---":
         return []
@@ -262,8 +278,6 @@ def _model_card_text(resolved: ResolvedModel, settings: RunSettings) -> str | No
         return local.read_text(encoding="utf-8", errors="replace")
     if Path(settings.model).expanduser().exists():
         return None  # a local model without a card
-    from certify import hub
-
     try:
         folder, _ = hub.download_snapshot(
             settings.model,
@@ -328,72 +342,9 @@ def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetCho
 # --------------------------------------------------------------------------- helpers
 
 
-def _check_settings(settings: RunSettings) -> None:
-    if not 0.0 < settings.delta < 1.0:
-        raise InvalidInputError(f"must lie in (0, 1), got {settings.delta}", field="--delta")
-    evaluation = settings.evaluation
-    if evaluation.chunk_tokens < 1:
-        raise InvalidInputError("must be at least 1", field="--chunk-tokens")
-    if evaluation.context_tokens < 0:
-        raise InvalidInputError("must be 0 or more", field="--context-tokens")
-    if not evaluation.exhaustive and evaluation.samples < 2:
-        raise InvalidInputError(
-            "must be at least 2 (the empirical Bernstein term needs a variance)",
-            field="--samples",
-        )
-    for alpha in evaluation.alphas:
-        if not 0.0 < alpha < 1.0:
-            raise InvalidInputError(f"every α must lie in (0, 1), got {alpha}", field="--alphas")
-    for k in evaluation.top_k:
-        if k < 1:
-            raise InvalidInputError(f"every k must be at least 1, got {k}", field="--top-k")
-    if not evaluation.alphas and not evaluation.top_k:
-        raise InvalidInputError("give at least one α or one k", field="--alphas")
-    for bits, group_size in settings.auto_grid:
-        if bits < 1 or group_size < 1:
-            raise InvalidInputError(
-                f"grid entry ({bits}, {group_size}) must be positive", field="auto_grid"
-            )
-    if settings.key_path is not None and not Path(settings.key_path).expanduser().is_file():
-        raise InvalidInputError(
-            f"{settings.key_path} does not exist",
-            field="--key",
-            hint="pass a PEM private key made by certify keygen, or omit --key",
-        )
-    if settings.auto_grid and len(set(settings.auto_grid)) != len(settings.auto_grid):
-        raise InvalidInputError("grid entries must be distinct", field="auto_grid")
-
-
 def _search_seed(seed: int) -> int:
     """The search sample's seed: a different stream from the certification sample's."""
     return (seed * 1_000_003 + 0x5EA2C4) % (2**63)
-
-
-def _tool_version() -> str:
-    from certify import __version__
-
-    return __version__
-
-
-def _load_artifact_tokenizer(artifact_path: Path) -> Any:
-    """The tokenizer embedded in the artifact (the predictor's own tokenizer)."""
-    import tempfile
-
-    from transformers import AutoTokenizer
-
-    from certify import container
-
-    with tempfile.TemporaryDirectory(prefix="certify-tokenizer-") as scratch:
-        for name, content in container.read_embedded_files(artifact_path).items():
-            (Path(scratch) / Path(name).name).write_bytes(content)
-        return AutoTokenizer.from_pretrained(scratch)
-
-
-def _bos_token_id(tokenizer: Any) -> int:
-    for value in (tokenizer.bos_token_id, tokenizer.eos_token_id):
-        if value is not None:
-            return int(value)
-    raise DataError("the tokenizer has neither a BOS nor an EOS token; certify needs one")
 
 
 def _model_record(resolved: ResolvedModel, artifact: ArtifactRecord) -> ModelRecord:
@@ -410,14 +361,6 @@ def _model_record(resolved: ResolvedModel, artifact: ArtifactRecord) -> ModelRec
     )
 
 
-def _artifact_from_dict(data: dict[str, Any]) -> ArtifactRecord:
-    return ArtifactRecord(**data)
-
-
-def _dataset_from_dict(data: dict[str, Any]) -> DatasetRecord:
-    return DatasetRecord(**data)
-
-
 def cpu_estimate_seconds(parameters: int, tokens: int, threads: int) -> float:
     """Rough CPU time of scoring ``tokens`` tokens with a ``parameters``-parameter model."""
     return 2.0 * parameters * tokens / (CPU_FLOPS_PER_THREAD * max(threads, 1))
@@ -429,6 +372,131 @@ def _format_minutes(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _data_source(settings: RunSettings, choice: DatasetChoice) -> DataSource:
+    return DataSource(
+        source=choice.source,
+        revision=settings.dataset_revision,
+        text_column=settings.text_column,
+        max_documents=choice.max_documents,
+    )
+
+
+# --------------------------------------------------------------------------- decoded model → risk
+
+
+def measure_risk(
+    artifact: str | Path,
+    dataset: DataSource,
+    settings: EvaluationSettings,
+    cache: str | Path,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    tokens: TokenShards | None = None,
+    model: Any = None,
+    device_map: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoint_path: str | Path | None = None,
+    model_identity: str | None = None,
+) -> RiskRecord:
+    """Decoded model → tokens → risk: the one path ``run``, ``evaluate`` and ``verify``
+    ``--recompute-risk`` share (DESIGN.md "The flow").
+
+    ``artifact`` is a ``.certz`` file (decoded first: the certificate is about those
+    weights), a model folder or a Hub id; its own tokenizer tokenizes ``dataset`` into
+    the shard cache under ``cache`` (:func:`certify.data.cached_tokens`; a token-shard
+    folder is used as is). ``tokens`` and ``model`` pass what a caller already opened
+    (the pipeline reuses them across stages). Every input starts with BOS (EOS when the
+    tokenizer has none). ``progress(done, total)`` counts scored tokens;
+    ``checkpoint_path`` makes an interrupted evaluation resumable.
+    """
+    tokenizer = load_tokenizer(artifact, endpoint=endpoint, token=token)
+    if tokens is None:
+        tokens = cached_tokens(dataset, tokenizer, cache, token=token, endpoint=endpoint)
+    if model is None:
+        model, _ = risk.load_for_evaluation(
+            artifact,
+            device=settings.device,
+            dtype=settings.dtype,
+            device_map=device_map,
+            endpoint=endpoint,
+            token=token,
+        )
+    return risk.evaluate(
+        model,
+        tokens,
+        settings,
+        bos_token_id=bos_token_id(tokenizer),
+        tokenizer=tokenizer,
+        progress=progress,
+        checkpoint_path=checkpoint_path,
+        model_identity=model_identity,
+    )
+
+
+# --------------------------------------------------------------------------- stages
+
+
+class _Stages:
+    """hash inputs → reuse or run → store, for every stage, with torchrun's ranks.
+
+    Every rank looks a stage up before any rank writes it; rank 0 alone writes outputs
+    and manifests. A stage ``on_all_ranks`` (evaluation) runs on every rank, each doing
+    its share; any other stage runs on rank 0 while the others wait for its manifest.
+    """
+
+    def __init__(self, store: StageStore, runner: _Runner) -> None:
+        self.store = store
+        self.runner = runner
+        self.rank, self.world = _distributed()
+
+    def barrier(self) -> None:
+        """Wait for every rank (a no-op without torchrun)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def run(
+        self,
+        name: str,
+        inputs: Any,
+        work: Callable[[], tuple[tuple[str, ...], dict[str, Any]]],
+        *,
+        on_all_ranks: bool = False,
+    ) -> dict[str, Any]:
+        """The stage's record: reused when its inputs and outputs are unchanged, else made.
+
+        ``work()`` writes the stage's files (on rank 0) and returns (output file names
+        relative to the run folder, the record to keep in the manifest).
+        """
+        inputs_sha256 = sha256_json(inputs)
+        self.barrier()
+        manifest = self.store.lookup(name, inputs_sha256)
+        self.barrier()  # every rank looked before any rank writes
+        if manifest is not None:
+            self.runner.reused(name)
+            return dict(manifest["record"])
+        if self.rank != 0 and not on_all_ranks:
+            self.barrier()  # rank 0 runs the stage
+            return dict(self._finished(name, inputs_sha256)["record"])
+        with self.runner.stage(name):
+            outputs, record = work()
+            if self.rank == 0:
+                self.store.store(name, inputs_sha256, outputs, record)
+        self.barrier()
+        return record
+
+    def _finished(self, name: str, inputs_sha256: str) -> dict[str, Any]:
+        manifest = self.store.lookup(name, inputs_sha256)
+        if manifest is None:
+            raise EvaluationError(
+                f"rank {self.rank}: stage {name} did not finish on rank 0",
+                hint="run every rank in the same folder on one shared filesystem",
+            )
+        return manifest
 
 
 # --------------------------------------------------------------------------- the run
@@ -444,38 +512,18 @@ class _Pipeline:
         self.settings = settings
         self.run_dir = Path(settings.out_dir)
         self.state_dir = self.run_dir / STATE_DIR
-        self.rank, self.world = _distributed()
         self.store = StageStore(self.run_dir)
-        self.run_log = RunLog(self.run_dir / LOG_NAME, log, enabled=self.rank == 0)
+        rank, _ = _distributed()
+        self.run_log = RunLog(self.run_dir / LOG_NAME, log, enabled=rank == 0)
         self.runner = _Runner(self.run_log, progress)
-        self._decoded: dict[str, tuple[Any, Any]] = {}
-        self._device: str | None = None
+        self.stages = _Stages(self.store, self.runner)
+        self.rank = self.stages.rank
+        self._decoded: dict[str, Any] = {}
         self.repo_id: str | None = settings.repo_id
-
-    # ---- torchrun: every rank evaluates, rank 0 alone writes
-
-    def _barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
-
-    def _wait_for(self, name: str, inputs: str) -> dict[str, Any]:
-        """On ranks > 0: wait for rank 0 to finish stage ``name``, then read its manifest."""
-        self._barrier()
-        manifest = self.store.lookup(name, inputs)
-        if manifest is None:
-            raise EvaluationError(
-                f"rank {self.rank}: stage {name} did not finish on rank 0",
-                hint="run every rank in the same folder on one shared filesystem",
-            )
-        return manifest
 
     # ---- stages
 
     def resolve(self) -> ResolvedModel:
-        from certify.models import resolve_model
-
         settings = self.settings
         with self.runner.stage("resolve"):
             return resolve_model(
@@ -489,89 +537,56 @@ class _Pipeline:
     def compress(
         self, resolved: ResolvedModel, quantization: QuantizationSettings, name: str, relative: str
     ) -> ArtifactRecord:
-        from certify import container
-
-        inputs = sha256_json(
-            {
-                "model_revision": resolved.revision,
-                "quantization": to_dict(quantization),
-                "tool": _tool_version(),
-            }
-        )
-        self._barrier()
-        manifest = self.store.lookup(name, inputs)
-        self._barrier()  # every rank looked before any rank writes
-        if manifest is not None:
-            self.runner.reused(name)
-            return _artifact_from_dict(manifest["record"])
-        if self.rank != 0:
-            return _artifact_from_dict(self._wait_for(name, inputs)["record"])
-        with self.runner.stage(name):
+        def work() -> tuple[tuple[str, ...], dict[str, Any]]:
             target = self.run_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(target) as temp:
                 record = container.compress_model(
                     resolved, quantization, temp, progress=self.runner.report(name)
                 )
-            record = dataclasses.replace(record, path=relative)
-            self.store.store(name, inputs, (relative,), to_dict(record))
-        self._barrier()
-        return record
+            return (relative,), to_dict(dataclasses.replace(record, path=relative))
 
-    def tokenize(self, artifact_path: Path, choice: DatasetChoice) -> tuple[Any, int]:
-        """(opened shards, BOS id) for the chosen dataset with the artifact's tokenizer."""
-        from certify import data
+        inputs = {
+            "model_revision": resolved.revision,
+            "quantization": to_dict(quantization),
+            "tool": __version__,
+        }
+        return ArtifactRecord(**self.stages.run(name, inputs, work))
 
+    def tokenize(self, artifact_path: Path, choice: DatasetChoice) -> TokenShards:
+        """The chosen dataset tokenized with the artifact's tokenizer (the shard cache)."""
         settings = self.settings
         name = "tokenize"
-        tokenizer = _load_artifact_tokenizer(artifact_path)
-        tokenizer_hash = data.tokenizer_sha256(tokenizer)
-        cache_key = sha256_json(
-            {
-                "source": choice.source,
-                "revision": settings.dataset_revision,
-                "text_column": settings.text_column,
-                "max_documents": choice.max_documents,
-                "tokenizer_sha256": tokenizer_hash,
-            }
-        )
-        cache_root = (
+        tokenizer = load_tokenizer(artifact_path)
+        dataset = _data_source(settings, choice)
+        cache = (
             Path(settings.shard_cache_dir)
             if settings.shard_cache_dir is not None
             else self.state_dir / "shards"
         )
-        shard_dir = cache_root / cache_key[:24]
-        index = shard_dir / "index.json"
-        self._barrier()
+        self.stages.barrier()
         if self.rank != 0:
-            self._barrier()  # rank 0 tokenizes
-            return data.open_shards(shard_dir, verify_contents=False), _bos_token_id(tokenizer)
-        before = index.stat().st_mtime_ns if index.is_file() else None
+            self.stages.barrier()  # rank 0 tokenizes
+            folder = cache_folder(dataset, tokenizer_sha256(tokenizer), cache)
+            return open_shards(folder, verify_contents=False)
         start = time.perf_counter()
         with self.runner.stage(name):
-            shards = data.tokenize_source(
-                choice.source,
+            shards = cached_tokens(
+                dataset,
                 tokenizer,
-                shard_dir,
-                text_column=settings.text_column,
-                max_documents=choice.max_documents,
-                revision=settings.dataset_revision,
+                cache,
                 token=settings.token,
                 endpoint=settings.endpoint,
                 progress=self.runner.report(name),
             )
-        after = index.stat().st_mtime_ns if index.is_file() else None
-        if before is not None and before == after:
-            # the shard folder was already complete: report it as reused
+        if shards.reused:  # the shard folder was already complete
             self.runner.timings[-1] = StageTiming(
                 stage=name, seconds=time.perf_counter() - start, reused=True
             )
-        self._barrier()
-        return shards, _bos_token_id(tokenizer)
+        self.stages.barrier()
+        return shards
 
-    def _decoded_model(self, artifact_path: Path) -> tuple[Any, Any]:
-        from certify import risk
-
+    def _decoded_model(self, artifact_path: Path) -> Any:
         key = str(artifact_path)
         if key not in self._decoded:
             self._decoded.clear()  # one decoded model in memory at a time
@@ -582,17 +597,14 @@ class _Pipeline:
                 else f"decode[{artifact_path.parent.name}]"
             )
             with self.runner.stage(name):
-                self._decoded[key] = risk.load_for_evaluation(
+                self._decoded[key], _ = risk.load_for_evaluation(
                     artifact_path, device=evaluation.device, dtype=evaluation.dtype
                 )
         return self._decoded[key]
 
     def _warn_cpu(self, resolved: ResolvedModel) -> None:
         """Before any slow stage: on a CPU, estimate the evaluation time and suggest less."""
-        from certify.models import tensor_specs
-        from certify.risk import resolve_device
-
-        if not resolve_device(self.settings.evaluation.device).startswith("cpu"):
+        if not risk.resolve_device(self.settings.evaluation.device).startswith("cpu"):
             return
         import torch
 
@@ -614,41 +626,26 @@ class _Pipeline:
     def evaluate(
         self,
         artifact: ArtifactRecord,
-        shards: Any,
-        bos_token_id: int,
+        shards: TokenShards,
+        choice: DatasetChoice,
         *,
         name: str,
         seed: int,
         out_relative: str,
     ) -> RiskRecord:
-        from certify import risk
-
         evaluation = dataclasses.replace(self.settings.evaluation, seed=seed)
-        inputs = sha256_json(
-            {
-                "artifact_sha256": artifact.sha256,
-                "shards_sha256": shards.record.shards_sha256,
-                "evaluation": to_dict(evaluation),
-                "bos_token_id": bos_token_id,
-                "tool": _tool_version(),
-            }
-        )
-        self._barrier()
-        manifest = self.store.lookup(name, inputs)
-        self._barrier()  # nobody writes this stage's manifest before every rank looked
-        if manifest is not None:
-            self.runner.reused(name)
-            return risk.risk_from_dict(manifest["record"])
         artifact_path = self.run_dir / artifact.path
-        model, _ = self._decoded_model(artifact_path)
-        checkpoint = self.state_dir / "checkpoints" / f"{name}-{inputs[:16]}.json"
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        with self.runner.stage(name):
-            record = risk.evaluate(
-                model,
-                shards,
+        checkpoint = self.state_dir / "checkpoints" / f"{name}.json"
+
+        def work() -> tuple[tuple[str, ...], dict[str, Any]]:
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            record = measure_risk(
+                artifact_path,
+                _data_source(self.settings, choice),
                 evaluation,
-                bos_token_id=bos_token_id,
+                shards.directory,
+                tokens=shards,
+                model=self._decoded_model(artifact_path),
                 progress=self.runner.report(name),
                 checkpoint_path=checkpoint,
                 model_identity=artifact.decoded_weights_sha256,
@@ -656,20 +653,29 @@ class _Pipeline:
             document = risk.risk_to_dict(record)
             if self.rank == 0:
                 write_json_atomic(self.run_dir / out_relative, document)
-                self.store.store(name, inputs, (out_relative,), document)
-        self._barrier()
+            return (out_relative,), document
+
+        inputs = {
+            "artifact_sha256": artifact.sha256,
+            "shards_sha256": shards.record.shards_sha256,
+            "evaluation": to_dict(evaluation),
+            "tool": __version__,
+        }
+        record = risk.risk_from_dict(self.stages.run(name, inputs, work, on_all_ranks=True))
         if self.rank == 0:
             for leftover in checkpoint.parent.glob(f"{checkpoint.name}*"):
                 leftover.unlink(missing_ok=True)
         return record
 
     def bound(
-        self, artifact: ArtifactRecord, risk_record: RiskRecord, configurations: int
+        self,
+        artifact: ArtifactRecord,
+        risk_record: RiskRecord,
+        configurations: int,
+        name: str = "bound",
     ) -> BoundResult:
-        from certify.bound import compute_bound
-
         settings = self.settings
-        with self.runner.stage("bound"):
+        with self.runner.stage(name):
             return compute_bound(
                 BoundInput(
                     vocab_size=risk_record.vocab_size,
@@ -680,6 +686,7 @@ class _Pipeline:
                     delta=settings.delta,
                     sampling_method="exhaustive" if settings.evaluation.exhaustive else "bernstein",
                     heldout=settings.heldout,
+                    bound_version=1,
                 )
             )
 
@@ -687,7 +694,12 @@ class _Pipeline:
 
     def run(self) -> RunResult | None:
         settings = self.settings
-        _check_settings(settings)
+        if settings.key_path is not None and not Path(settings.key_path).expanduser().is_file():
+            raise InvalidInputError(
+                f"{settings.key_path} does not exist",
+                field="--key",
+                hint="pass a PEM private key made by certify keygen, or omit --key",
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
@@ -729,11 +741,11 @@ class _Pipeline:
             artifact, risk_record, bound_result, search = self._search(resolved, choice, grid)
         else:
             artifact = self.compress(resolved, settings.quantization, "compress", ARTIFACT_NAME)
-            shards, bos_token_id = self.tokenize(self.run_dir / artifact.path, choice)
+            shards = self.tokenize(self.run_dir / artifact.path, choice)
             risk_record = self.evaluate(
                 artifact,
                 shards,
-                bos_token_id,
+                choice,
                 name="evaluate",
                 seed=settings.evaluation.seed,
                 out_relative=RISK_NAME,
@@ -751,15 +763,17 @@ class _Pipeline:
         )
         pushed = self._push() if settings.push else None
         result = self._result(
-            resolved,
-            artifact,
-            bound_result,
-            choice,
-            fingerprint,
-            key_path,
-            key_created,
-            search,
-            pushed,
+            _Outcome(
+                resolved=resolved,
+                artifact=artifact,
+                bound=bound_result,
+                choice=choice,
+                fingerprint=fingerprint,
+                key_path=key_path,
+                key_created=key_created,
+                search=tuple(search),
+                pushed=pushed,
+            )
         )
         write_json_atomic(self.state_dir / "result.json", result_to_dict(result))
         return result
@@ -769,9 +783,8 @@ class _Pipeline:
     ) -> tuple[ArtifactRecord, RiskRecord, BoundResult, list[SearchCandidate]]:
         settings = self.settings
         configurations = len(grid)
-        scored: list[tuple[float, int, ArtifactRecord, BoundResult]] = []
-        shards = None
-        bos_token_id = 0
+        scored: list[tuple[float, int, ArtifactRecord]] = []
+        shards: TokenShards | None = None
         for number, (bits, group_size) in enumerate(grid):
             label = f"b{bits}-g{group_size}"
             quantization = dataclasses.replace(
@@ -780,62 +793,39 @@ class _Pipeline:
             relative = f"{STATE_DIR}/candidates/{label}/{ARTIFACT_NAME}"
             artifact = self.compress(resolved, quantization, f"compress[{label}]", relative)
             if shards is None:
-                shards, bos_token_id = self.tokenize(self.run_dir / artifact.path, choice)
+                shards = self.tokenize(self.run_dir / artifact.path, choice)
             risk_record = self.evaluate(
                 artifact,
                 shards,
-                bos_token_id,
+                choice,
                 name=f"search[{label}]",
                 seed=_search_seed(settings.evaluation.seed),
                 out_relative=f"{STATE_DIR}/candidates/{label}/{RISK_NAME}",
             )
-            with self.runner.stage(f"bound[{label}]"):
-                from certify.bound import compute_bound
-
-                result = compute_bound(
-                    BoundInput(
-                        vocab_size=risk_record.vocab_size,
-                        n_tokens=risk_record.n_tokens,
-                        size_bytes=artifact.size_bytes,
-                        metrics=risk_record.metrics,
-                        hyperparameter_configurations=configurations,
-                        delta=settings.delta,
-                        sampling_method="exhaustive"
-                        if settings.evaluation.exhaustive
-                        else "bernstein",
-                        heldout=settings.heldout,
-                    )
-                )
+            result = self.bound(artifact, risk_record, configurations, name=f"bound[{label}]")
             headline = result.summary.get("bits_per_token_bound")
             key = float(headline) if headline is not None else math.inf
-            scored.append((key, number, artifact, result))
-        best_key, best_number, best_artifact, _ = min(scored, key=lambda item: (item[0], item[1]))
+            scored.append((key, number, artifact))
+        best_key, best_number, best_artifact = min(scored, key=lambda item: (item[0], item[1]))
         self.run_log.note(
             f"--bits auto: kept {best_artifact.quantization.get('bits')} bits, group size "
             f"{best_artifact.quantization.get('group_size')} of {configurations} configurations "
             f"(search bound {best_key:.4f} bits/token); certifying it on a fresh sample"
         )
-        # publish the chosen candidate as the run's artifact (same bytes, same hash)
-        name = "select"
-        inputs = sha256_json({"artifact_sha256": best_artifact.sha256})
-        self._barrier()
-        selected = self.store.lookup(name, inputs) is not None
-        self._barrier()
-        if selected:
-            self.runner.reused(name)
-        elif self.rank != 0:
-            self._wait_for(name, inputs)
-        else:
-            with self.runner.stage(name):
-                copy_atomic(self.run_dir / best_artifact.path, self.run_dir / ARTIFACT_NAME)
-                self.store.store(name, inputs, (ARTIFACT_NAME,))
-            self._barrier()
+
+        def select() -> tuple[tuple[str, ...], dict[str, Any]]:
+            # publish the chosen candidate as the run's artifact (same bytes, same hash)
+            copy_atomic(self.run_dir / best_artifact.path, self.run_dir / ARTIFACT_NAME)
+            return (ARTIFACT_NAME,), {}
+
+        self.stages.run("select", {"artifact_sha256": best_artifact.sha256}, select)
         artifact = dataclasses.replace(best_artifact, path=ARTIFACT_NAME)
-        assert shards is not None  # the grid is non-empty (checked)
+        if shards is None:  # pragma: no cover - RunSettings refuses an empty grid
+            raise InvalidInputError("the --bits auto grid is empty", field="auto_grid")
         risk_record = self.evaluate(
             artifact,
             shards,
-            bos_token_id,
+            choice,
             name="evaluate",
             seed=settings.evaluation.seed,
             out_relative=RISK_NAME,
@@ -850,7 +840,7 @@ class _Pipeline:
                 bits_per_token_bound=None if math.isinf(key) else key,
                 chosen=number == best_number,
             )
-            for key, number, candidate, _ in scored
+            for key, number, candidate in scored
         ]
         return artifact, risk_record, bound_result, search
 
@@ -864,9 +854,7 @@ class _Pipeline:
         choice: DatasetChoice,
         grid: tuple[tuple[int, int], ...],
     ) -> tuple[dict[str, Any], str, str, bool]:
-        from certify import certificate as certificate_module
         from certify import signing
-        from certify.bound import bound_result_to_dict
 
         settings = self.settings
         model_record = _model_record(resolved, artifact)
@@ -888,7 +876,7 @@ class _Pipeline:
             "bound": bound_result_to_dict(bound_result),
             "assumptions": assumptions,
             "grid": [list(entry) for entry in grid],
-            "tool": _tool_version(),
+            "tool": __version__,
         }
         inputs = sha256_json(certificate_inputs)
         name = "certificate"
@@ -937,7 +925,6 @@ class _Pipeline:
 
     def _signing_key(self) -> tuple[str, bytes, bool]:
         """(private key path, public key PEM, created now) — a key is made on first use."""
-        from certify import signing
 
         settings = self.settings
         passphrase = (
@@ -973,7 +960,6 @@ class _Pipeline:
         fingerprint: str,
         choice: DatasetChoice,
     ) -> None:
-        from certify import card
 
         settings = self.settings
         inputs = sha256_json(
@@ -983,7 +969,7 @@ class _Pipeline:
                 "base_model": settings.model,
                 "dataset": choice.source,
                 "repo_id": self.repo_id,
-                "tool": _tool_version(),
+                "tool": __version__,
             }
         )
         name = "card"
@@ -1005,11 +991,10 @@ class _Pipeline:
             self.store.store(name, inputs, (CARD_NAME, PLOT_NAME))
 
     def _push(self) -> dict[str, Any]:
-        from certify import hub
-
         settings = self.settings
+        if self.repo_id is None:  # pragma: no cover - _run sets it when pushing
+            raise InvalidInputError("no repo id to push to", field="--repo-id")
         with self.runner.stage("push"):
-            assert self.repo_id is not None  # set in _run when pushing
             result = hub.push_run(
                 self.run_dir,
                 self.repo_id,
@@ -1019,12 +1004,10 @@ class _Pipeline:
                 endpoint=settings.endpoint,
                 token=settings.token,
             )
-        return to_dict(result) if dataclasses.is_dataclass(result) else dict(result)
+        return to_dict(result)
 
     def _default_repo_id(self) -> str:
         """<your Hub name>/<model name>-certified, when --push comes without --repo-id."""
-        from certify import hub
-
         settings = self.settings
         user = hub.whoami(endpoint=settings.endpoint, token=settings.token)
         name = Path(settings.model.rstrip("/")).name
@@ -1033,20 +1016,7 @@ class _Pipeline:
         self.run_log.note(f"no --repo-id given: pushing to {repo_id}")
         return repo_id
 
-    def _result(
-        self,
-        resolved: ResolvedModel,
-        artifact: ArtifactRecord,
-        bound_result: BoundResult,
-        choice: DatasetChoice,
-        fingerprint: str,
-        key_path: str,
-        key_created: bool,
-        search: list[SearchCandidate],
-        pushed: dict[str, Any] | None,
-    ) -> RunResult:
-        from certify.bound import perplexity_bound
-
+    def _result(self, outcome: _Outcome) -> RunResult:
         metrics = tuple(
             MetricSummary(
                 name=metric.name,
@@ -1060,11 +1030,12 @@ class _Pipeline:
                     else None
                 ),
             )
-            for metric in bound_result.metrics
+            for metric in outcome.bound.metrics
         )
         timings = tuple(self.runner.timings)
-        summary = bound_result.summary
+        summary = outcome.bound.summary
         run_dir = self.run_dir
+        artifact = outcome.artifact
         return RunResult(
             run_dir=str(run_dir),
             artifact_path=str(run_dir / ARTIFACT_NAME),
@@ -1074,26 +1045,41 @@ class _Pipeline:
             plot_path=str(run_dir / PLOT_NAME),
             risk_path=str(run_dir / RISK_NAME),
             log_path=str(run_dir / LOG_NAME),
-            model_source=resolved.source,
-            dataset_source=choice.source,
-            dataset_note=choice.note,
+            model_source=outcome.resolved.source,
+            dataset_source=outcome.choice.source,
+            dataset_note=outcome.choice.note,
             size_bytes=artifact.size_bytes,
             bits_per_parameter=artifact.bits_per_parameter,
             quantization=dict(artifact.quantization),
             metrics=metrics,
             bits_per_token_bound=summary.get("bits_per_token_bound"),
             perplexity_bound=summary.get("perplexity_bound"),
-            key_fingerprint=fingerprint,
-            key_path=key_path,
-            public_key_path=str(_public_key_path(Path(key_path), run_dir)),
-            key_created=key_created,
+            key_fingerprint=outcome.fingerprint,
+            key_path=outcome.key_path,
+            public_key_path=str(_public_key_path(Path(outcome.key_path), run_dir)),
+            key_created=outcome.key_created,
             stages=timings,
             reused_stages=tuple(timing.stage for timing in timings if timing.reused),
-            search=tuple(search),
-            pushed=pushed,
+            search=outcome.search,
+            pushed=outcome.pushed,
             vacuous=summary.get("vacuous"),
             uniform_bits_per_token=summary.get("uniform_bits_per_token"),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    """What a finished run produced, for its summary (:class:`RunResult`)."""
+
+    resolved: ResolvedModel
+    artifact: ArtifactRecord
+    bound: BoundResult
+    choice: DatasetChoice
+    fingerprint: str
+    key_path: str
+    key_created: bool
+    search: tuple[SearchCandidate, ...]
+    pushed: dict[str, Any] | None
 
 
 def _public_key_path(private_key_path: Path, run_dir: Path) -> Path:
@@ -1104,10 +1090,8 @@ def _public_key_path(private_key_path: Path, run_dir: Path) -> Path:
 
 def _distributed() -> tuple[int, int]:
     """(rank, world size) under an initialised torch.distributed (torchrun), else (0, 1)."""
-    try:
-        import torch.distributed as dist
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return 0, 1
+    import torch.distributed as dist
+
     if dist.is_available() and dist.is_initialized():
         return int(dist.get_rank()), int(dist.get_world_size())
     return 0, 1

@@ -15,14 +15,39 @@ from typing import Any, Literal
 
 import numpy as np
 
+from certify.errors import InvalidInputError
+
 SamplingMethod = Literal["bernstein", "hoeffding", "exhaustive"]
 MetricName = Literal["bits", "top_k_error"]
 
 
+#: field metadata key: leave the field out of :func:`to_dict` while its value is None
+#: (fields added to a record whose JSON has a fixed, versioned form)
+OMIT_IF_NONE = "certify_omit_if_none"
+
+
+def _at_least(value: int, minimum: int, field: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInputError(f"must be an integer ≥ {minimum}, got {value!r}", field=field)
+
+
 def to_dict(record: Any) -> dict[str, Any]:
-    """JSON-ready dict of a record (tuples become lists, nested records dicts)."""
+    """JSON-ready dict of a record (tuples become lists, nested records dicts).
+
+    Fields marked ``metadata={OMIT_IF_NONE: True}`` are left out while they are None.
+    """
     result = dataclasses.asdict(record)
+    _drop_unset(record, result)
     return _lists(result)  # type: ignore[no-any-return]
+
+
+def _drop_unset(record: Any, result: dict[str, Any]) -> None:
+    for item in dataclasses.fields(record):
+        value = getattr(record, item.name)
+        if value is None and item.metadata.get(OMIT_IF_NONE):
+            del result[item.name]
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _drop_unset(value, result[item.name])
 
 
 def _lists(value: Any) -> Any:
@@ -207,7 +232,14 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class QuantizationSettings:
-    """Every choice that changes the artifact's bytes."""
+    """Every choice that changes the artifact's bytes.
+
+    ``method`` is ``"rtn-groupwise"`` (round to nearest) or ``"gptq"`` (Hessian-aware,
+    :mod:`certify.quantize.gptq`). The fields after ``high_precision_tensors`` belong to
+    GPTQ only: they are None (and absent from :func:`to_dict`, so RTN headers keep their
+    exact form) unless ``method == "gptq"``, which needs all of them except
+    ``rate_lambda``. docs/FORMAT.md, "GPTQ settings", defines each.
+    """
 
     method: str = "rtn-groupwise"
     bits: int = 4
@@ -215,6 +247,26 @@ class QuantizationSettings:
     symmetric: bool = False
     high_precision_bits: int = 8
     high_precision_tensors: tuple[str, ...] = ()
+    #: added to the Hessian's diagonal, as a fraction of its mean (0.01 = 1%)
+    damping: float | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: columns per lazy batch update
+    block_size: int | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: columns processed in order of decreasing Hessian diagonal (groups stay RTN's)
+    act_order: bool | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: rate-aware rounding weight (bits of code length per squared step); absent = 0
+    rate_lambda: float | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: where the calibration tokens came from (a dataset source string)
+    calibration_source: str | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: sha256 of the calibration tokens (little-endian int64, windows x window_tokens)
+    calibration_sha256: str | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: root seed of the calibration draw (child stream CALIBRATION); None if not drawn
+    calibration_seed: int | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    calibration_tokens: int | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    calibration_window_tokens: int | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: "cpu" or "cuda" (float arithmetic, hence the codes, may differ between devices)
+    compute_device: str | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: quantized tensors GPTQ left to RTN (embeddings, LM head, unused linears), sorted
+    rtn_tensors: tuple[str, ...] | None = field(default=None, metadata={OMIT_IF_NONE: True})
 
 
 @dataclass(frozen=True)
@@ -241,6 +293,38 @@ class SamplingRecord:
     method: Literal["length_proportional_with_replacement", "exhaustive"]
     samples: int
     seed: int
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the text comes from and how it is read: every option that changes the tokens.
+
+    ``source`` is a file, a folder, a Hugging Face dataset id or a token-shard folder.
+    ``config``/``split``/``revision`` apply to Hub datasets, ``extensions``/``exclude``/
+    ``decode_errors`` to folders (None: the defaults of docs/DATA.md), ``text_column`` to
+    jsonl/parquet/Hub rows; ``max_documents`` keeps the first N documents.
+    """
+
+    source: str
+    revision: str | None = None
+    config: str | None = None
+    split: str = "train"
+    text_column: str = "text"
+    max_documents: int | None = None
+    extensions: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    decode_errors: Literal["strict", "replace", "skip"] = "strict"
+
+    def __post_init__(self) -> None:
+        if self.max_documents is not None and self.max_documents < 1:
+            raise InvalidInputError(
+                f"must be at least 1, got {self.max_documents}", field="max_documents"
+            )
+        if self.decode_errors not in ("strict", "replace", "skip"):
+            raise InvalidInputError(
+                f"must be strict, replace or skip, got {self.decode_errors!r}",
+                field="decode_errors",
+            )
 
 
 @dataclass(frozen=True)
@@ -328,6 +412,11 @@ class TokenWindows:
         """Tokens scored in each window (int64)."""
         return np.diff(self.offsets) - self.context_tokens
 
+    def window(self, j: int) -> np.ndarray:
+        """Context and chunk tokens of window ``j`` (int64)."""
+        start, stop = int(self.offsets[j]), int(self.offsets[j + 1])
+        return np.asarray(self.tokens[start:stop], dtype=np.int64)
+
 
 @dataclass(frozen=True)
 class RiskRecord:
@@ -369,6 +458,23 @@ class EvaluationSettings:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _at_least(self.chunk_tokens, 1, "chunk_tokens")
+        _at_least(self.context_tokens, 0, "context_tokens")
+        if not self.exhaustive:
+            # the empirical Bernstein term (and every variance) needs two chunks
+            _at_least(self.samples, 2, "samples")
+        _at_least(self.seed, 0, "seed")
+        if not self.alphas and not self.top_k:
+            raise InvalidInputError("give at least one α or one k", field="alphas")
+        for alpha in self.alphas:
+            if not 0.0 < alpha < 1.0:
+                raise InvalidInputError(f"every α must lie in (0, 1), got {alpha}", field="alphas")
+        for k in self.top_k:
+            _at_least(k, 1, "top_k")
+        if self.batch_size is not None:
+            _at_least(self.batch_size, 1, "batch_size")
 
 
 # --------------------------------------------------------------------------- certificate + signing
@@ -467,6 +573,18 @@ class RunSettings:
     shard_cache_dir: str | None = None
     token: str | None = field(default=None, repr=False)
     key_passphrase: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.delta < 1.0:
+            raise InvalidInputError(f"must lie in (0, 1), got {self.delta}", field="delta")
+        for bits, group_size in self.auto_grid:
+            if not 2 <= bits <= 8 or group_size < 1:  # the codec's limits, as for --bits
+                raise InvalidInputError(
+                    f"grid entry ({bits}, {group_size}) needs 2..8 bits and a positive group",
+                    field="auto_grid",
+                )
+        if len(set(self.auto_grid)) != len(self.auto_grid):
+            raise InvalidInputError("grid entries must be distinct", field="auto_grid")
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,11 @@ def make_run_folder(out: Path, toy_model: Path, *, card: bool = True) -> dict[st
     )
     bound = compute_bound(
         BoundInput(
-            vocab_size=vocab, n_tokens=N_TOKENS, size_bytes=artifact.size_bytes, metrics=metrics
+            vocab_size=vocab,
+            n_tokens=N_TOKENS,
+            size_bytes=artifact.size_bytes,
+            metrics=metrics,
+            bound_version=1,
         )
     )
     certificate = build_certificate(

@@ -93,6 +93,7 @@ def build_from_artifact(artifact: Any, vocab_size: int, *, heldout: bool = False
             size_bytes=artifact.size_bytes,
             metrics=_metrics(),
             heldout=heldout,
+            bound_version=1,
         )
     )
     return build_certificate(model, artifact, data, risk, bound, created_at="2026-11-28T05:00:00Z")
@@ -679,12 +680,16 @@ def test_build_rejects_records_of_different_runs(artifacts: dict[str, Any]) -> N
         1.0,
     )
     other_size = compute_bound(
-        BoundInput(vocab, N_TOKENS, artifact.size_bytes + 1, _metrics(), heldout=True)
+        BoundInput(
+            vocab, N_TOKENS, artifact.size_bytes + 1, _metrics(), heldout=True, bound_version=1
+        )
     )
     with pytest.raises(CertificateError, match="size_bytes"):
         build_certificate(model, artifact, data, risk, other_size)
     other_stats = compute_bound(
-        BoundInput(vocab, N_TOKENS, artifact.size_bytes, _metrics()[:2], heldout=True)
+        BoundInput(
+            vocab, N_TOKENS, artifact.size_bytes, _metrics()[:2], heldout=True, bound_version=1
+        )
     )
     with pytest.raises(CertificateError, match="statistics"):
         build_certificate(model, artifact, data, risk, other_stats)
@@ -868,9 +873,15 @@ def test_recompute_risk_on_real_measurements(
     settings = EvaluationSettings(
         chunk_tokens=32, samples=12, seed=3, alphas=(0.01, 0.1), top_k=(1,), device="cpu"
     )
-    measured = risk.evaluate(model, shards, settings, bos_token_id=risk.bos_for(tokenizer))
+    measured = risk.evaluate(model, shards, settings, bos_token_id=data.bos_token_id(tokenizer))
     bound = compute_bound(
-        BoundInput(measured.vocab_size, measured.n_tokens, artifact.size_bytes, measured.metrics)
+        BoundInput(
+            measured.vocab_size,
+            measured.n_tokens,
+            artifact.size_bytes,
+            measured.metrics,
+            bound_version=1,
+        )
     )
     model_record = ModelRecord(
         resolved.source,

@@ -20,6 +20,9 @@ import torch
 from certify import data, risk
 from certify.errors import DataError, EvaluationError, InvalidInputError
 from certify.records import DatasetRecord, EvaluationSettings
+from certify.risk.checkpoint import read_checkpoint
+from certify.risk.evaluate import _probe_batch_tokens
+from certify.risk.scoring import Scorer
 
 ALPHAS = (0.001, 0.01, 0.1, 0.5)
 TOP_K = (1, 2, 10, 100)
@@ -210,7 +213,7 @@ def test_hidden_state_path_and_logits_fallback_agree(
     model, tokenizer, _ = toy
     config = settings(context_tokens=5)
     fast = risk.evaluate(model, stream, config, bos_token_id=tokenizer.bos_token_id)
-    monkeypatch.setattr(risk._Scorer, "_hidden_path_matches", lambda self: False)
+    monkeypatch.setattr(Scorer, "_hidden_path_matches", lambda self: False)
     slow = risk.evaluate(model, stream, config, bos_token_id=tokenizer.bos_token_id, vocab_slice=50)
     for a, b in zip(fast.metrics, slow.metrics, strict=True):
         assert a.sample_mean == pytest.approx(b.sample_mean, rel=1e-5, abs=1e-9)
@@ -528,7 +531,7 @@ def test_golden_risk_json_reads_validates_and_writes_back_identically() -> None:
 
 
 def test_golden_checkpoint_reads_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
-    batch_tokens, results = risk._read_checkpoint(FIXTURES / "checkpoint.jsonl", "c" * 64)
+    batch_tokens, results = read_checkpoint(FIXTURES / "checkpoint.jsonl", "c" * 64)
     assert batch_tokens == 8192
     assert results == {
         3: [1024.0, 2048.5, 100.0],
@@ -536,11 +539,11 @@ def test_golden_checkpoint_reads_and_ignores_a_torn_last_line(tmp_path: Path) ->
         1205: [647.0, 1294.0, 0.0],
     }
     with pytest.raises(EvaluationError, match="another model"):
-        risk._read_checkpoint(FIXTURES / "checkpoint.jsonl", "d" * 64)
+        read_checkpoint(FIXTURES / "checkpoint.jsonl", "d" * 64)
     not_ours = tmp_path / "other.jsonl"
     not_ours.write_text('{"format": "something-else"}\n')
     with pytest.raises(EvaluationError, match="not a certify risk checkpoint"):
-        risk._read_checkpoint(not_ours, "c" * 64)
+        read_checkpoint(not_ours, "c" * 64)
 
 
 def test_automatic_gpu_batch_halves_on_out_of_memory() -> None:
@@ -556,7 +559,7 @@ def test_automatic_gpu_batch_halves_on_out_of_memory() -> None:
                 raise torch.cuda.OutOfMemoryError("out of memory")
 
     scorer = FakeScorer()
-    tokens = risk._probe_batch_tokens(scorer, 100, 4096)  # type: ignore[arg-type]
+    tokens = _probe_batch_tokens(scorer, 100, 4096)  # type: ignore[arg-type]
     assert tokens // 100 <= 3
     assert [shape[0] for shape in scorer.shapes] == [40, 20, 10, 5, 2]
     assert all(shape[1] == 100 for shape in scorer.shapes)
@@ -566,4 +569,4 @@ def test_automatic_gpu_batch_halves_on_out_of_memory() -> None:
             raise torch.cuda.OutOfMemoryError("out of memory")
 
     with pytest.raises(EvaluationError, match="does not fit"):
-        risk._probe_batch_tokens(NothingFits(), 100, 400)  # type: ignore[arg-type]
+        _probe_batch_tokens(NothingFits(), 100, 400)  # type: ignore[arg-type]

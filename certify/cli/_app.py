@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from certify import __version__
 from certify._files import write_text_atomic
+from certify._version import __version__
 from certify.errors import InvalidInputError
 
 HELP = (
@@ -88,3 +89,67 @@ def _root(
     ),
 ) -> None:
     """Root options."""
+
+
+_NUMBER_LIST = re.compile(r"^\s*[^,\s]+(\s*,\s*[^,\s]+)*\s*$")
+
+
+def parse_float_list(text: str, field: str) -> tuple[float, ...]:
+    """``"0.001,0.01"`` → (0.001, 0.01); an empty string → ()."""
+    if not text.strip():
+        return ()
+    if not _NUMBER_LIST.match(text):
+        raise InvalidInputError(f"expected comma-separated numbers, got {text!r}", field=field)
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInputError(
+            f"expected comma-separated numbers, got {text!r}", field=field
+        ) from None
+
+
+def parse_int_list(text: str, field: str) -> tuple[int, ...]:
+    """``"1,10,100"`` → (1, 10, 100); an empty string → ()."""
+    if not text.strip():
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInputError(
+            f"expected comma-separated whole numbers, got {text!r}", field=field
+        ) from None
+
+
+def certify_home() -> Path | None:
+    """$CERTIFY_HOME if set (holds keys/ and cache/)."""
+    home = env("CERTIFY_HOME")
+    return Path(home).expanduser() if home else None
+
+
+def default_key_dir() -> Path:
+    """Where the signing key is made on first use."""
+    home = certify_home()
+    return home / "keys" if home else Path("~/.config/certify/keys").expanduser()
+
+
+def default_shard_cache() -> Path:
+    """Token shards are cached here across runs."""
+    home = certify_home()
+    return home / "cache" / "shards" if home else Path("~/.cache/certify/shards").expanduser()
+
+
+def start_distributed(device: str) -> tuple[int, int, str]:
+    """Join the torchrun process group when WORLD_SIZE > 1; (rank, world, device)."""
+    world = int(env("WORLD_SIZE") or "1")
+    if world <= 1:
+        return 0, 1, device
+    import torch
+    import torch.distributed as dist
+
+    local_rank = int(env("LOCAL_RANK") or "0")
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return int(dist.get_rank()), int(dist.get_world_size()), device

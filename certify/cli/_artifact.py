@@ -10,6 +10,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from certify.cli._app import app, console, env, err_console, print_json
+from certify.container import check_settings, compress_model, decompress_to_dir, inspect_artifact
+from certify.models import resolve_model
 from certify.records import QuantizationSettings, to_dict
 
 COMPRESS_HELP = """Quantize and arithmetic-code MODEL into one .certz file.
@@ -98,8 +100,6 @@ def compress_command(
     as_json: bool = typer.Option(False, "--json", help="Print the artifact record as JSON."),
 ) -> None:
     """Compress a model (see COMPRESS_HELP)."""
-    from certify.container import check_settings, compress_model
-    from certify.models import resolve_model
 
     settings = QuantizationSettings(
         bits=bits,
@@ -152,7 +152,6 @@ def decompress_command(
     as_json: bool = typer.Option(False, "--json", help="Print the written files as JSON."),
 ) -> None:
     """Decode an artifact into a transformers folder (see DECOMPRESS_HELP)."""
-    from certify.container import decompress_to_dir
 
     with err_console.status(f"decoding {artifact}"):
         folder = decompress_to_dir(artifact, output)
@@ -175,7 +174,6 @@ def inspect_command(
     ),
 ) -> None:
     """Per-kind breakdown of an artifact (see INSPECT_HELP)."""
-    from certify.container import inspect_artifact
 
     with err_console.status(f"reading {artifact}"):
         report = inspect_artifact(artifact)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,32 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
+from rich.text import Text
 
-from certify.cli._app import app, console, env, err_console, print_json, write_output
+from certify.cli._app import (
+    app,
+    console,
+    default_shard_cache,
+    env,
+    err_console,
+    parse_float_list,
+    parse_int_list,
+    print_json,
+    start_distributed,
+    write_output,
+)
+from certify.data import load_tokenizer, tokenize_source
 from certify.errors import InvalidInputError
-from certify.records import to_dict
+from certify.pipeline import measure_risk
+from certify.records import DataSource, EvaluationSettings, to_dict
+from certify.risk import resolve_device, risk_to_dict, validate_risk
 
 # --- tokenize
 
@@ -107,7 +126,6 @@ def tokenize_command(
     as_json: bool = typer.Option(False, "--json", help="Print the dataset record as JSON."),
 ) -> None:
     """Tokenize a dataset (see TOKENIZE_HELP)."""
-    from certify.data import load_tokenizer, tokenize_source
 
     if decode_errors not in ("strict", "replace", "skip"):
         raise InvalidInputError(
@@ -193,47 +211,7 @@ EVALUATE_HELP = "\n\n".join(
 )
 
 
-def _floats(text: str, option: str) -> tuple[float, ...]:
-
-    try:
-        return tuple(float(item) for item in text.split(",") if item.strip())
-    except ValueError:
-        raise InvalidInputError(
-            f"expected comma-separated numbers such as 0.001,0.01, got {text!r}", field=option
-        ) from None
-
-
-def _integers(text: str, option: str) -> tuple[int, ...]:
-
-    try:
-        return tuple(int(item) for item in text.split(",") if item.strip())
-    except ValueError:
-        raise InvalidInputError(
-            f"expected comma-separated integers such as 1,10,100, got {text!r}", field=option
-        ) from None
-
-
-def _start_distributed(device: str) -> tuple[int, int, str]:
-    """Join the torchrun process group when WORLD_SIZE > 1; (rank, world, device)."""
-    world = int(env("WORLD_SIZE") or "1")
-    if world <= 1:
-        return 0, 1, device
-    import torch
-    import torch.distributed as dist
-
-    local_rank = int(env("LOCAL_RANK") or "0")
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
-    return int(dist.get_rank()), int(dist.get_world_size()), device
-
-
 def _evaluate_progress() -> Progress:
-    from rich.progress import ProgressColumn, Task
-    from rich.text import Text
-
     class TokensPerSecond(ProgressColumn):
         def render(self, task: Task) -> Text:
             speed = task.finished_speed or task.speed
@@ -295,14 +273,6 @@ def evaluate_command(
     as_json: bool = typer.Option(False, "--json", help="Print the risk JSON to stdout."),
 ) -> None:
     """Measure losses (see EVALUATE_HELP)."""
-    import hashlib
-    import time
-
-    from rich.table import Table
-
-    from certify import data, risk
-    from certify.records import EvaluationSettings
-
     if batch_size != "auto" and not batch_size.isdigit():
         raise InvalidInputError(
             f"expected a positive integer or auto, got {batch_size!r}", field="--batch-size"
@@ -311,68 +281,42 @@ def evaluate_command(
         raise InvalidInputError(
             f"only 'auto' is supported, got {device_map!r}", field="--device-map"
         )
+    rank, _world, placed = start_distributed(resolve_device(device))
     settings = EvaluationSettings(
         chunk_tokens=chunk_tokens,
         context_tokens=context_tokens,
         samples=samples,
         exhaustive=exhaustive,
         seed=seed,
-        alphas=_floats(alphas, "--alphas"),
-        top_k=_integers(top_k, "--top-k"),
-        device=device,
+        alphas=parse_float_list(alphas, "--alphas"),
+        top_k=parse_int_list(top_k, "--top-k"),
+        device=placed,
         dtype=dtype,
         batch_size=None if batch_size == "auto" else int(batch_size),
     )
-    rank, _world, placed = _start_distributed(risk.resolve_device(device))
     quiet = rank != 0
-    endpoint, token = env("HF_ENDPOINT"), env("HF_TOKEN")
     started = time.perf_counter()
-    with err_console.status(f"loading {model_source}"):
-        model, tokenizer = risk.load_for_evaluation(
-            model_source,
-            device=placed,
-            dtype=dtype,
-            device_map=device_map,
-            endpoint=endpoint,
-            token=token,
-        )
-    if data.is_shard_dir(dataset):
-        shards = data.open_shards(dataset)
-    else:
-        if shards_dir is None:
-            cache = Path(env("XDG_CACHE_HOME") or Path.home() / ".cache") / "certify" / "shards"
-            key = f"{Path(dataset).resolve() if Path(dataset).exists() else dataset}"
-            key += f"|{data.tokenizer_sha256(tokenizer)}|{max_documents}|{text_column}"
-            shards_dir = cache / hashlib.sha256(key.encode()).hexdigest()[:16]
-        with err_console.status(f"tokenizing {dataset} into {shards_dir}"):
-            shards = data.tokenize_source(
-                dataset,
-                tokenizer,
-                shards_dir,
-                text_column=text_column,
-                max_documents=max_documents,
-                token=token,
-                endpoint=endpoint,
-            )
-    data.check_tokenizer(shards, tokenizer)
     with _evaluate_progress() as bar:
-        task = bar.add_task("evaluating", total=None, visible=not quiet)
+        task = bar.add_task(f"evaluating {model_source}", total=None, visible=not quiet)
 
         def report(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        record = risk.evaluate(
-            model,
-            shards,
+        record = measure_risk(
+            model_source,
+            DataSource(source=dataset, text_column=text_column, max_documents=max_documents),
             settings,
-            bos_token_id=risk.bos_for(tokenizer),
+            shards_dir if shards_dir is not None else default_shard_cache(),
+            endpoint=env("HF_ENDPOINT"),
+            token=env("HF_TOKEN"),
+            device_map=device_map,
             progress=report,
             checkpoint_path=checkpoint,
         )
     if quiet:
         return
-    document = risk.risk_to_dict(record)
-    risk.validate_risk(document)
+    document = risk_to_dict(record)
+    validate_risk(document)
     if output is not None:
         write_output(output, json.dumps(document, indent=2, allow_nan=False) + "\n")
     if as_json:

@@ -17,7 +17,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from certify.cli._app import app, console, env, err_console, print_json
+from certify import pipeline
+from certify.cli._app import (
+    app,
+    console,
+    default_key_dir,
+    default_shard_cache,
+    env,
+    err_console,
+    parse_float_list,
+    parse_int_list,
+    print_json,
+    start_distributed,
+)
+from certify.container import check_settings
 from certify.errors import InvalidInputError, UsageError
 from certify.records import (
     DEFAULT_AUTO_GRID,
@@ -26,6 +39,7 @@ from certify.records import (
     RunResult,
     RunSettings,
 )
+from certify.risk import resolve_device
 
 RUN_HELP = """Compress MODEL, measure its risk on data, bound it, sign and publish — one command.
 
@@ -66,34 +80,6 @@ HF_ENDPOINT are used for the Hub.
   (every GPU evaluates a share of the chunks; rank 0 writes, signs and pushes)
 """
 
-_NUMBER_LIST = re.compile(r"^\s*[^,\s]+(\s*,\s*[^,\s]+)*\s*$")
-
-
-def parse_float_list(text: str, field: str) -> tuple[float, ...]:
-    """``"0.001,0.01"`` → (0.001, 0.01); an empty string → ()."""
-    if not text.strip():
-        return ()
-    if not _NUMBER_LIST.match(text):
-        raise InvalidInputError(f"expected comma-separated numbers, got {text!r}", field=field)
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise InvalidInputError(
-            f"expected comma-separated numbers, got {text!r}", field=field
-        ) from None
-
-
-def parse_int_list(text: str, field: str) -> tuple[int, ...]:
-    """``"1,10,100"`` → (1, 10, 100); an empty string → ()."""
-    if not text.strip():
-        return ()
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise InvalidInputError(
-            f"expected comma-separated whole numbers, got {text!r}", field=field
-        ) from None
-
 
 def parse_bits(text: str) -> int | None:
     """``--bits``: a whole number 2..8, or ``auto`` (None)."""
@@ -105,27 +91,7 @@ def parse_bits(text: str) -> int | None:
         raise InvalidInputError(
             f"expected a whole number of bits or 'auto', got {text!r}", field="--bits"
         ) from None
-    if not 1 <= bits <= 8:
-        raise InvalidInputError(f"must lie in 1..8, got {bits}", field="--bits")
     return bits
-
-
-def certify_home() -> Path | None:
-    """$CERTIFY_HOME if set (holds keys/ and cache/)."""
-    home = env("CERTIFY_HOME")
-    return Path(home).expanduser() if home else None
-
-
-def default_key_dir() -> Path:
-    """Where the signing key is made on first use."""
-    home = certify_home()
-    return home / "keys" if home else Path("~/.config/certify/keys").expanduser()
-
-
-def default_shard_cache() -> Path:
-    """Token shards are cached here across runs."""
-    home = certify_home()
-    return home / "cache" / "shards" if home else Path("~/.cache/certify/shards").expanduser()
 
 
 def default_run_dir(model: str) -> Path:
@@ -297,8 +263,6 @@ def run_command(
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Run every stage (see RUN_HELP)."""
-    from certify import pipeline
-
     parsed_bits = parse_bits(bits)
     if (private or push_revision is not None) and not push:
         raise UsageError("--private and --push-branch only make sense with --push", field="--push")
@@ -307,6 +271,7 @@ def run_command(
     quantization = QuantizationSettings(
         bits=parsed_bits if parsed_bits is not None else 4, group_size=group_size
     )
+    check_settings(quantization)  # before any download: --bits 1 fails here, not later
     evaluation = EvaluationSettings(
         chunk_tokens=chunk_tokens,
         context_tokens=context_tokens,
@@ -319,10 +284,7 @@ def run_command(
         dtype=dtype,
     )
     if int(env("WORLD_SIZE") or "1") > 1:  # under torchrun: join the process group
-        from certify.cli._data import _start_distributed
-        from certify.risk import resolve_device
-
-        rank, _, device = _start_distributed(resolve_device(device))
+        rank, _, device = start_distributed(resolve_device(device))
         if rank != 0:
             err_console.quiet = True
         evaluation = dataclasses.replace(evaluation, device=device)

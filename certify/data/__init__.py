@@ -25,18 +25,21 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import rfc8785
 
+from certify import container, hub, models
 from certify._files import copy_atomic, file_sha256, temp_path, write_json_atomic
-from certify._jcs import schema_error
-from certify.errors import DataError, InvalidInputError
-from certify.records import DatasetRecord
+from certify._jcs import schema_error, sha256_json
+from certify._version import __version__
+from certify.errors import DataError, InvalidInputError, ModelError
+from certify.records import DatasetRecord, DataSource, to_dict
 
 FORMAT_NAME = "certify-token-shards"
 FORMAT_VERSION = 1
@@ -88,8 +91,6 @@ def tokenizer_sha256(tokenizer: Any) -> str:
     Stable for a tokenizer saved and loaded again, so shards made from the original model
     match the tokenizer decoded from a ``.certz`` file.
     """
-    import rfc8785
-
     return hashlib.sha256(rfc8785.dumps(_tokenizer_identity(tokenizer))).hexdigest()
 
 
@@ -109,11 +110,9 @@ def load_tokenizer(
     model: str | Path, *, endpoint: str | None = None, token: str | None = None
 ) -> Any:
     """The tokenizer of a local model folder, a ``.certz`` artifact or a Hub model id."""
-    from certify.errors import ModelError
-
     path = Path(model)
     if path.suffix == ".certz" and path.is_file():
-        return _artifact_tokenizer(path)
+        return container.load_tokenizer(path)
     from transformers import AutoTokenizer
 
     if path.is_dir():
@@ -126,40 +125,27 @@ def load_tokenizer(
             f"{path} is neither a model folder nor a .certz file",
             hint="pass a folder with tokenizer files, a .certz artifact or a Hub model id",
         )
-    from certify.models import resolve_model
-
-    resolved = resolve_model(str(model), endpoint=endpoint, token=token)
+    resolved = models.resolve_model(str(model), endpoint=endpoint, token=token)
     try:
         return AutoTokenizer.from_pretrained(resolved.local_dir, local_files_only=True)
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot load the tokenizer of {model}: {error}") from None
 
 
-def _artifact_tokenizer(path: Path) -> Any:
-    """The tokenizer embedded in a ``.certz`` file (its files, loaded from a temp folder)."""
-    import certify.container as container
+def bos_token_id(tokenizer: Any) -> int:
+    """The token that starts every input: BOS, or EOS when the tokenizer has no BOS.
 
-    loader = getattr(container, "load_tokenizer", None)
-    if loader is not None:
-        return loader(path)
-    from transformers import AutoTokenizer
-
-    files = container.read_embedded_files(path)
-    # config.json as well, as in the decoded model folder: AutoTokenizer may read it
-    config = container.read_header(path).get("model", {}).get("config")
-    with tempfile.TemporaryDirectory(prefix="certify-tokenizer-") as folder:
-        for name, data in files.items():
-            if Path(name).name != name:
-                continue  # only plain file names are tokenizer files
-            (Path(folder) / name).write_bytes(data)
-        if isinstance(config, dict) and "config.json" not in files:
-            (Path(folder) / "config.json").write_text(json.dumps(config), encoding="utf-8")
-        try:
-            return AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as error:
-            from certify.errors import ModelError
-
-            raise ModelError(f"cannot load the tokenizer embedded in {path}: {error}") from None
+    The one rule (DESIGN.md "The bound"); raises ModelError when there is neither.
+    """
+    for value in (
+        getattr(tokenizer, "bos_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+    ):
+        if value is not None:
+            return int(value)
+    raise ModelError(
+        "the tokenizer has neither a BOS nor an EOS token; certify needs one to start inputs"
+    )
 
 
 def _eos_token_id(tokenizer: Any) -> int:
@@ -615,9 +601,8 @@ def _hub_source(
     token: str | None,
     endpoint: str | None,
 ) -> _Source:
-    from certify.hub import open_hub_dataset
 
-    dataset, commit = open_hub_dataset(
+    dataset, commit = hub.open_hub_dataset(
         source, dataset_config, split, revision, streaming=streaming, token=token, endpoint=endpoint
     )
     columns = _dataset_columns(dataset)
@@ -712,10 +697,6 @@ def _cached(
 
 
 def _tool_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from certify import __version__
-
     versions = {"certify": __version__}
     for name in ("tokenizers", "transformers", "numpy"):
         try:
@@ -933,6 +914,58 @@ def _reuse_shards(source: Path, out: Path, tokenizer: Any) -> TokenShards:
         copy_atomic(source / shard["file"], out / shard["file"])
     write_json_atomic(out / INDEX_NAME, shards.index)
     return open_shards(out)
+
+
+# --------------------------------------------------------------------------- the shard cache
+
+
+def cache_folder(data: DataSource, tokenizer_hash: str, cache_root: str | Path) -> Path:
+    """The folder of ``data``'s shards under ``cache_root`` (one key for every caller).
+
+    The key covers everything that changes the tokens: the source (a local path made
+    absolute), every reading option and the tokenizer's hash. A local source whose files
+    changed is tokenized again in the same folder (tokenize_source compares fingerprints).
+    """
+    local = Path(data.source).expanduser()
+    source = str(local.resolve()) if local.exists() else data.source
+    key = sha256_json({**to_dict(data), "source": source, "tokenizer_sha256": tokenizer_hash})
+    return Path(cache_root) / key[:24]
+
+
+def cached_tokens(
+    data: DataSource,
+    tokenizer: Any,
+    cache_root: str | Path,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+    progress: Progress | None = None,
+) -> TokenShards:
+    """``data`` tokenized with ``tokenizer``: a shard folder as is, else cached shards.
+
+    A token-shard folder is opened (and checked against the tokenizer); any other source
+    is tokenized once into :func:`cache_folder` and reused afterwards.
+    """
+    if is_shard_dir(data.source):
+        shards = open_shards(data.source)
+        check_tokenizer(shards, tokenizer)
+        return shards
+    return tokenize_source(
+        data.source,
+        tokenizer,
+        cache_folder(data, tokenizer_sha256(tokenizer), cache_root),
+        text_column=data.text_column,
+        max_documents=data.max_documents,
+        dataset_config=data.config,
+        split=data.split,
+        revision=data.revision,
+        extensions=data.extensions,
+        exclude=data.exclude,
+        decode_errors=data.decode_errors,
+        token=token,
+        endpoint=endpoint,
+        progress=progress,
+    )
 
 
 # --------------------------------------------------------------------------- chunks + sampler

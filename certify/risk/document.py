@@ -1,0 +1,111 @@
+"""risk.json: the measured risk as ``certify bound`` reads it (schema ``risk``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from certify._jcs import schema_error
+from certify._version import __version__
+from certify.errors import InvalidInputError
+from certify.records import DatasetRecord, MetricSample, RiskRecord, SamplingRecord, to_dict
+
+#: version of the risk JSON (``risk_to_dict``), stored as ``evaluation.format_version``
+RISK_FORMAT_VERSION = 1
+
+
+def risk_to_dict(risk: RiskRecord) -> dict[str, Any]:
+    """The risk JSON: ``certify bound``'s input (vocab_size, n_tokens, metrics) plus context.
+
+    Keys other than ``vocab_size``, ``n_tokens`` and ``metrics`` are informational and
+    ignored by ``certify bound``; the format version is ``evaluation.format_version``.
+    """
+    metrics = []
+    for metric in risk.metrics:
+        entry: dict[str, Any] = {"name": metric.name}
+        if metric.name == "bits":
+            entry["alpha"] = metric.alpha
+        else:
+            entry["k"] = metric.k
+        entry.update(
+            sample_mean=metric.sample_mean,
+            sample_variance=metric.sample_variance,
+            samples=metric.samples,
+        )
+        metrics.append(entry)
+    result: dict[str, Any] = {
+        "kind": "risk",
+        "certify_version": __version__,
+        "vocab_size": risk.vocab_size,
+        "n_tokens": risk.n_tokens,
+        "metrics": metrics,
+        "chunk_tokens": risk.chunk_tokens,
+        "context_tokens": risk.context_tokens,
+        "sampling": to_dict(risk.sampling),
+        "device": risk.device,
+        "dtype": risk.dtype,
+        "tokens_scored": risk.tokens_scored,
+        "seconds": risk.seconds,
+        "evaluation": {"format_version": RISK_FORMAT_VERSION},
+    }
+    if risk.data is not None:
+        result["data"] = to_dict(risk.data)
+    return result
+
+
+def validate_risk(document: Any) -> None:
+    """Raise InvalidInputError unless ``document`` follows certify/schemas/risk.schema.json."""
+    problem = schema_error(document, "risk")
+    if problem is not None:
+        raise InvalidInputError(
+            f"{problem}; expected the JSON written by certify evaluate "
+            "(certify/schemas/risk.schema.json)",
+            field="risk",
+        )
+
+
+def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
+    """Inverse of :func:`risk_to_dict`; validates against the schema first."""
+    validate_risk(document)
+    try:
+        version = document.get("evaluation", {}).get("format_version", RISK_FORMAT_VERSION)
+        if version != RISK_FORMAT_VERSION:
+            raise InvalidInputError(
+                f"risk format version {version} is not supported; expected "
+                f"{RISK_FORMAT_VERSION} (re-run certify evaluate)",
+                field="evaluation.format_version",
+            )
+        metrics = tuple(
+            MetricSample(
+                name=entry["name"],
+                sample_mean=float(entry["sample_mean"]),
+                sample_variance=float(entry["sample_variance"]),
+                samples=int(entry["samples"]),
+                alpha=float(entry["alpha"]) if entry.get("alpha") is not None else None,
+                k=int(entry["k"]) if entry.get("k") is not None else None,
+            )
+            for entry in document["metrics"]
+        )
+        sampling = document["sampling"]
+        data = document.get("data")
+        return RiskRecord(
+            vocab_size=int(document["vocab_size"]),
+            n_tokens=int(document["n_tokens"]),
+            chunk_tokens=int(document["chunk_tokens"]),
+            context_tokens=int(document["context_tokens"]),
+            sampling=SamplingRecord(
+                method=sampling["method"],
+                samples=int(sampling["samples"]),
+                seed=int(sampling["seed"]),
+            ),
+            metrics=metrics,
+            device=str(document["device"]),
+            dtype=str(document["dtype"]),
+            tokens_scored=int(document["tokens_scored"]),
+            seconds=float(document["seconds"]),
+            data=DatasetRecord(**data) if data is not None else None,
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidInputError(
+            f"not a risk document ({type(error).__name__}: {error}); "
+            "expected the JSON written by certify evaluate"
+        ) from error

@@ -347,6 +347,10 @@ def psi(lam: float) -> float:
     return total
 
 
+#: ψ(λ) on the grid, computed once
+_PSI_GRID: tuple[float, ...] = tuple(psi(lam) for lam in LAMBDA_GRID)
+
+
 def _ln_events_over_delta(statement_events: int, delta_c: float) -> float:
     return math.log(_integer(statement_events, "statement_events", 1)) - math.log(
         _open_unit(delta_c, "delta_c")
@@ -404,7 +408,8 @@ def freedman_coefficients(
     n_tokens = _integer(n_tokens, "n_tokens", 1)
     numerator = loss_range * (prior + _ln_events_over_delta(statement_events, delta_c))
     return [
-        (lam, psi(lam) / (lam * loss_range), numerator / (lam * n_tokens)) for lam in LAMBDA_GRID
+        (lam, psi_lam / (lam * loss_range), numerator / (lam * n_tokens))
+        for lam, psi_lam in zip(LAMBDA_GRID, _PSI_GRID, strict=True)
     ]
 
 

@@ -9,6 +9,7 @@ independent implementation lives in tests/test_bound_reference.py.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import math
 from pathlib import Path
@@ -20,22 +21,40 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from certify.bound import (
+    FORMS_PER_STATEMENT,
+    LAMBDA_GRID,
+    acceptance_lower_bound,
     authors_formula_bound,
+    azuma_term,
     bound_input_from_dict,
     bound_input_from_result,
     bound_result_from_dict,
     bound_result_to_dict,
     complexity_term,
     compute_bound,
+    confidence_text,
     document_level_bound,
+    freedman_coefficients,
+    freedman_term,
+    n_lower_bound,
     perplexity_bound,
     prior_nats,
+    psi,
+    round_up,
+    round_up_text,
     sampling_term,
     smoothed_loss_range,
 )
 from certify.cli import run_cli
 from certify.errors import InvalidInputError
-from certify.records import BoundInput, MetricSample, RiskRecord, SamplingRecord, to_dict
+from certify.records import (
+    BoundInput,
+    MetricSample,
+    RiskRecord,
+    SampledDraws,
+    SamplingRecord,
+    to_dict,
+)
 
 LN2 = math.log(2.0)
 FIXTURES = Path(__file__).parent / "fixtures" / "bound"
@@ -754,7 +773,7 @@ def test_cli_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(["bound", str(source)]) == 0
     out = capsys.readouterr().out
     assert "bits per token ≤" in out and "top-1 error ≤" in out
-    assert "complexity" in out and "sampling" in out and "α=0.01" in out
+    assert "complexity" in out and "sampling" in out and "α=0.01" in out and "…" not in out
 
 
 def test_cli_json_and_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -825,3 +844,831 @@ def test_cli_output_folder_must_exist(tmp_path: Path, capsys: pytest.CaptureFixt
     source = _write(tmp_path / "in.json", example_input())
     assert run_cli(["bound", str(source), "-o", str(tmp_path / "no" / "bound.json")]) == 3
     assert "--output" in capsys.readouterr().err
+
+
+# =========================================================================== version 2
+
+
+def v2_input(**overrides: Any) -> dict[str, Any]:
+    """example_input with the square statistics of version 2 (q = (l − Y)²)."""
+    data = example_input(**overrides)
+    squares = [(12.0, 3.0), (10.5, 2.5), (0.2, 0.004)]
+    for metric, (square_mean, square_variance) in zip(data["metrics"], squares, strict=True):
+        metric.setdefault("square_mean", square_mean)
+        metric.setdefault("square_variance", square_variance)
+    return data
+
+
+def sampled_input(**overrides: Any) -> dict[str, Any]:
+    """v2_input in sampled mode: 200 accepted units out of 230 draws, W = 6·10^6."""
+    data = v2_input(**overrides)
+    del data["n_tokens"]
+    data.setdefault("sampled", {"total_weight": 6_000_000, "accepted": 200, "drawn": 230})
+    return data
+
+
+GRID = [2.0 ** (-j / 4) for j in range(1, 61)]
+
+
+def _psi_series(lam: float) -> float:
+    return math.fsum(lam**order / order for order in range(2, 2000))
+
+
+# ------------------------------------------------------------------------ v2 hand-computed values
+
+
+def test_lambda_grid_and_forms_per_statement() -> None:
+    assert len(LAMBDA_GRID) == 60 and FORMS_PER_STATEMENT == 61
+    assert LAMBDA_GRID[0] == pytest.approx(2 ** (-0.25), rel=1e-15)  # 0.8408964152537145
+    assert LAMBDA_GRID[3] == 0.5 and LAMBDA_GRID[-1] == 2.0**-15
+    assert list(LAMBDA_GRID) == pytest.approx(GRID, rel=1e-15)
+
+
+def test_psi_by_hand_and_accurate_for_small_lambda() -> None:
+    # ψ(1/2) = ln 2 − 1/2 = 0.6931471805599453 − 0.5 = 0.1931471805599453
+    assert psi(0.5) == pytest.approx(0.1931471805599453, rel=1e-15)
+    assert psi(0.0) == 0.0
+    # ψ(0.84) = −ln(0.16) − 0.84 = 1.8325814637483102 − 0.84 = 0.9925814637483102
+    assert psi(0.84) == pytest.approx(0.9925814637483102, rel=1e-14)
+    for lam in (*GRID, 1e-9, 0.3, 0.7, 0.95):
+        assert psi(lam) == pytest.approx(_psi_series(lam), rel=4e-16 if lam < 0.9 else 1e-14)
+    # the naive −log1p(−λ) − λ loses ~all digits at λ = 2^−15 (relative error ≈ 2^−52/λ)
+    tiny = 2.0**-15
+    assert psi(tiny) == pytest.approx(tiny**2 / 2 + tiny**3 / 3 + tiny**4 / 4, rel=1e-15)
+    with pytest.raises(InvalidInputError):
+        psi(1.0)
+
+
+def test_azuma_term_by_hand() -> None:
+    # Δ = 2, ln 1/P = ln 10, n = 50, K_c = 2, δ_c = 0.2:
+    # 2·sqrt((ln 10 + ln(50·51) + ln(2/0.2))/100) = 2·sqrt((2.302585 + 7.843849 + 2.302585)/100)
+    #   = 2·sqrt(0.1244902) = 2·0.3528317 = 0.7056633425122936
+    assert azuma_term(2.0, math.log(10), 50, 2, 0.2) == pytest.approx(0.7056633425122936, rel=1e-14)
+    # v2 is version 1's term with ln(n(n+1)) added under the root
+    v1 = complexity_term(2.0, math.log(10), 50, 2, 0.2)
+    assert v1 == pytest.approx(2 * math.sqrt((math.log(10) + math.log(10)) / 100), rel=1e-14)
+    assert azuma_term(2.0, math.log(10), 50, 2, 0.2) > v1
+
+
+def test_azuma_term_for_a_lower_bound_of_one() -> None:
+    # Δ = 1, ln 1/P = 0, K_c = 1, δ_c = 0.9: c = ln(1/0.9) = 0.1053605.
+    # n = 1: sqrt((c + ln 2)/2) = sqrt(0.3990442) = 0.6317;
+    # n = 2: sqrt((c + ln 6)/4) = sqrt(0.4742799) = 0.6886798938704907, larger, so a lower
+    # bound n_lo = 1 (the true n may be 2) must use n = 2's value.
+    exact = azuma_term(1.0, 0.0, 1, 1, 0.9)
+    assert exact == pytest.approx(math.sqrt((math.log(1 / 0.9) + math.log(2)) / 2), rel=1e-14)
+    lower = azuma_term(1.0, 0.0, 1, 1, 0.9, lower_bound=True)
+    assert lower == pytest.approx(0.6886798938704907, rel=1e-14)
+    # from n = 2 on the term falls, so a lower bound ≥ 2 is used as it is
+    assert azuma_term(1.0, 0.0, 2, 1, 0.9, lower_bound=True) == azuma_term(1.0, 0.0, 2, 1, 0.9)
+
+
+def test_freedman_coefficients_and_term_by_hand() -> None:
+    # Δ = 1, ln 1/P = 0, n = 1000, K_c = 61, δ_c = 0.05; at λ = 1/2 (j = 4):
+    # ψ(1/2)/(1/2·1) = 0.3862943611198906, and (ln 61 + ln 20)/(1/2·1000) = 7.106606/500
+    #   = 0.014213212275454605
+    lam, coefficient, complexity = freedman_coefficients(1.0, 0.0, 1000, 61, 0.05)[3]
+    assert lam == 0.5
+    assert coefficient == pytest.approx(0.3862943611198906, rel=1e-14)
+    assert complexity == pytest.approx(0.014213212275454605, rel=1e-14)
+    # with W = 0.1 the smallest of the 60 terms, by an explicit loop over the grid
+    expected = min(
+        ((-math.log1p(-g) - g) / g * 0.1 + (math.log(61) + math.log(20)) / (g * 1000), g)
+        for g in GRID
+    )
+    term, best_lambda = freedman_term(1.0, 0.1, 0.0, 1000, 61, 0.05)
+    assert term == pytest.approx(expected[0], rel=1e-13)
+    assert best_lambda == expected[1] == 2.0 ** (-7 / 4)  # 0.2973017787506803
+    assert term == pytest.approx(0.042580315279150564, rel=1e-13)
+
+
+def test_acceptance_lower_bound_closed_forms() -> None:
+    # Beta(1, 1) is uniform: the δ_n-quantile is δ_n
+    assert acceptance_lower_bound(1, 1, 0.0625) == 0.0625
+    # Beta(G, 1) has CDF x^G: quantile δ_n^(1/G); 0.05^(1/5) = 0.5492802716530588
+    assert acceptance_lower_bound(5, 5, 0.05) == pytest.approx(0.05**0.2, rel=1e-14)
+    # Beta(1, D) has CDF 1 − (1−x)^D: quantile 1 − (1−δ_n)^(1/D) = −expm1(log1p(−δ_n)/D)
+    expected = -math.expm1(math.log1p(-0.05) / 10)  # 0.005116196891823701
+    assert acceptance_lower_bound(1, 10, 0.05) == pytest.approx(expected, rel=1e-14)
+    # a larger case against scipy's forward CDF: never above δ_n, and tight
+    from scipy import special
+
+    quantile = acceptance_lower_bound(1000, 535_845, 0.005)
+    assert special.betainc(1000, 534_846, quantile) <= 0.005
+    # the exact root (mpmath, 40 digits) is 0.001717831772994303998...; betaincinv alone
+    # returns 0.00171783177299778 (2e-12 too high), the polished value is within an ulp
+    assert quantile == pytest.approx(0.001717831772994303998, rel=5e-16)
+
+
+def test_n_lower_bound_rounds_down_exactly() -> None:
+    # W = 10^6, Beta(1, 1): n_lo = ⌊10^6 · 0.0625⌋ = 62500
+    assert n_lower_bound(1_000_000, 1, 1, 0.0625) == (62_500, 0.0625)
+    # Beta(2, 1) (G = D = 2) at δ_n = 1/16: quantile sqrt(1/16) = 1/4;
+    # W = 4,000,002: W/4 = 1,000,000.5 → 1,000,000
+    assert n_lower_bound(4_000_002, 2, 2, 0.0625)[0] == 1_000_000
+    # never below one token (an accepted unit holds at least one)
+    assert n_lower_bound(3, 1, 50, 0.001)[0] == 1
+    with pytest.raises(InvalidInputError, match=r"sampled\.drawn"):
+        n_lower_bound(100, 5, 4, 0.01)
+
+
+def test_v2_exhaustive_by_hand() -> None:
+    # One top-1 statement (a = 0, Δ = 1), exhaustive: U = R̂ = 0.3, W = V̂ = 0.1,
+    # n = 10,000, B = 100 bytes, H = 1, δ = δ_c = 0.05, K_c = 61.
+    # ln 1/P = 800·ln 2 + ln(100·101) = 554.517744 + 9.220291 = 563.7380351507857
+    # Azuma: sqrt((563.738035 + ln(10^4·10001) + ln(61/0.05))/20000)
+    #   = sqrt((563.738035 + 18.420781 + 7.106606)/20000) = 0.17164868511402376
+    # Freedman, best λ = 2^(−3/4) = 0.5946035575013605:
+    #   ψ(λ)/λ·0.1 + (563.738035 + 7.106606)/(λ·10^4) = 0.147851605155408
+    data = {
+        "vocab_size": 32000,
+        "n_tokens": 10_000,
+        "size_bytes": 100,
+        "sampling_method": "exhaustive",
+        "metrics": [
+            {
+                "name": "top_k_error",
+                "k": 1,
+                "sample_mean": 0.3,
+                "sample_variance": 0.0,
+                "samples": 40,
+                "square_mean": 0.1,
+                "square_variance": 0.0,
+            }
+        ],
+    }
+    result = compute_bound(bound_input_from_dict(data))
+    assert result.bound_version == 2 and result.delta_c == 0.05 and result.delta_s == 0.0
+    assert result.delta_n is None and result.n_lower_bound is None and result.n_tokens == 10_000
+    assert result.statement_events == 61 and result.sampling_events == 2
+    assert result.prior.nats == pytest.approx(563.7380351507857, rel=1e-14)
+    (metric,) = result.metrics
+    assert metric.sampling_term == 0.0 and metric.square_sampling_term == 0.0
+    assert metric.mean_bound == 0.3 and metric.square_bound == 0.1
+    assert metric.azuma == pytest.approx(0.3 + 0.17164868511402376, rel=1e-14)
+    assert metric.freedman == pytest.approx(0.3 + 0.14785160515540774, rel=1e-14)
+    assert metric.freedman_lambda == 2.0 ** (-3 / 4)
+    assert metric.certified_by == "freedman"
+    assert metric.bound == metric.freedman == metric.mean_bound + metric.complexity_term
+
+
+def test_v2_sampled_mode_by_hand() -> None:
+    # G = D = 2 accepted of 2 draws, W = 4,000,002, δ = 0.625: δ_n = δ/10 = 0.0625, and
+    # δ_c = δ_s = (0.625 − 0.0625)/2 = 0.28125. n_lo = ⌊W·sqrt(δ_n)⌋ = 1,000,000.
+    # One top-1 statement with squares: K_c = 61, the sampling bounds share δ_s at
+    # d = δ_s/2 (U and W), Hoeffding: U = 0.3 + sqrt(ln(2/0.28125)/4),
+    # W = 0.1 + 1²·sqrt(ln(2/0.28125)/4).
+    data = {
+        "vocab_size": 32000,
+        "sampled": {"total_weight": 4_000_002, "accepted": 2, "drawn": 2},
+        "size_bytes": 100,
+        "delta": 0.625,
+        "sampling_method": "hoeffding",
+        "metrics": [
+            {
+                "name": "top_k_error",
+                "k": 1,
+                "sample_mean": 0.3,
+                "sample_variance": 0.02,
+                "samples": 2,
+                "square_mean": 0.1,
+                "square_variance": 0.01,
+            }
+        ],
+    }
+    result = compute_bound(bound_input_from_dict(data))
+    assert result.delta_n == 0.0625 and result.delta_c == result.delta_s == 0.28125
+    assert result.n_tokens is None and result.n_lower_bound == 1_000_000
+    assert result.acceptance_lower_bound == 0.25
+    assert result.sampled is not None and result.sampled.drawn == 2
+    (metric,) = result.metrics
+    deviation = math.sqrt(math.log(2 / 0.28125) / 4)  # 0.7001848624457093
+    assert metric.sampling_term == pytest.approx(deviation, rel=1e-14)
+    assert metric.mean_bound == pytest.approx(0.3 + deviation, rel=1e-14)
+    assert metric.square_bound == pytest.approx(0.1 + deviation, rel=1e-14)
+    prior = 800 * LN2 + math.log(100 * 101)
+    azuma = math.sqrt(
+        (prior + math.log(10**6 * (10**6 + 1)) + math.log(61 / 0.28125)) / (2 * 10**6)
+    )
+    assert metric.azuma == pytest.approx(0.3 + deviation + azuma, rel=1e-14)
+    freedman = min(
+        _psi_series(g) / g * (0.1 + deviation) + (prior + math.log(61 / 0.28125)) / (g * 10**6)
+        for g in GRID
+    )
+    assert metric.freedman == pytest.approx(0.3 + deviation + freedman, rel=1e-13)
+    assert metric.bound == min(metric.azuma, metric.freedman)
+
+
+def test_v2_without_squares_is_azuma_alone() -> None:
+    result = compute_bound(bound_input_from_dict(example_input()))
+    assert result.bound_version == 2
+    assert result.statement_events == 3 and result.sampling_events == 3  # K_c = K, d = δ_s/K
+    nats = prior_nats(12_345)
+    for metric in result.metrics:
+        assert metric.freedman is None and metric.square_bound is None
+        assert metric.certified_by == "azuma" and metric.bound == metric.azuma
+        assert metric.complexity_term == azuma_term(metric.loss_range, nats, 5_000_000, 3, 0.025)
+        assert metric.sampling_term == sampling_term(
+            "bernstein", metric.loss_range, metric.sample_variance, 200, 3, 0.025
+        )
+    assert result.summary["certified_by"] == "azuma"
+
+
+def test_v2_with_squares_counts_61_forms_and_two_sampling_bounds() -> None:
+    result = compute_bound(bound_input_from_dict(v2_input()))
+    assert result.statement_events == 3 * 61 and result.sampling_events == 3 * 2
+    nats = result.prior.nats
+    for metric in result.metrics:
+        assert metric.square_mean is not None and metric.square_variance is not None
+        assert metric.sampling_term == sampling_term(
+            "bernstein", metric.loss_range, metric.sample_variance, 200, 6, 0.025
+        )
+        assert metric.square_sampling_term == sampling_term(
+            "bernstein", metric.loss_range**2, metric.square_variance, 200, 6, 0.025
+        )
+        assert metric.square_bound == metric.square_mean + metric.square_sampling_term
+        assert metric.azuma == metric.mean_bound + azuma_term(
+            metric.loss_range, nats, 5_000_000, 183, 0.025
+        )
+        term, lam = freedman_term(
+            metric.loss_range, metric.square_bound, nats, 5_000_000, 183, 0.025
+        )
+        assert metric.freedman == metric.mean_bound + term and metric.freedman_lambda == lam
+        assert metric.bound == min(metric.azuma, metric.freedman)
+    assert result.summary["azuma_bits_per_token_bound"] == min(
+        m.azuma for m in result.metrics if m.name == "bits"
+    )
+
+
+def test_search_that_scored_the_sample_joins_the_sampling_union() -> None:
+    base = compute_bound(bound_input_from_dict(v2_input(hyperparameter_configurations=6)))
+    searched = compute_bound(
+        bound_input_from_dict(v2_input(hyperparameter_configurations=6, search_scored_sample=True))
+    )
+    assert base.sampling_events == 6 and searched.sampling_events == 36
+    assert searched.statement_events == base.statement_events
+    for before, after in zip(base.metrics, searched.metrics, strict=True):
+        assert after.sampling_term > before.sampling_term and after.bound > before.bound
+
+
+def test_delta_split_in_sampled_mode() -> None:
+    result = compute_bound(bound_input_from_dict(sampled_input()))
+    assert result.delta_n == 0.005  # δ/10
+    assert result.delta_c == pytest.approx(0.0225, rel=1e-15) == result.delta_s
+    assert result.delta_n + result.delta_c + result.delta_s == pytest.approx(0.05, rel=1e-15)
+    custom = compute_bound(bound_input_from_dict(sampled_input(delta_n=0.01, delta_split=0.25)))
+    assert custom.delta_n == 0.01
+    assert custom.delta_c == pytest.approx(0.01, rel=1e-15)  # 0.25 of the remaining 0.04
+    assert custom.delta_s == pytest.approx(0.03, rel=1e-15)
+    assert custom.n_lower_bound == n_lower_bound(6_000_000, 200, 230, 0.01)[0]
+    # the authors' comparison uses n_lo in sampled mode, and says so
+    assert "n_lower_bound" in result.summary["comparison"]["note"]
+
+
+# ------------------------------------------------------------------------ v2 published numbers
+
+
+@pytest.mark.parametrize(
+    ("value", "digits", "text"),
+    [
+        (4.4012, {"significant": 3}, "4.41"),
+        # the double nearest 4.35 is 4.34999999999999964…, below 4.35: 4.35 is an upper bound
+        (4.35, {"significant": 3}, "4.35"),
+        # the doubles nearest 4.41 and 4.4 are 4.41000000000000014… and 4.40000000000000036…,
+        # above the decimals: rounding the double up must go one step further
+        (4.41, {"significant": 3}, "4.42"),
+        (4.4, {"significant": 3}, "4.41"),
+        (9.996, {"significant": 3}, "10.0"),
+        (0.000123456, {"significant": 2}, "0.00013"),
+        (2.0, {"decimals": 2}, "2.00"),
+        (2.001, {"decimals": 2}, "2.01"),
+        (123.4, {"decimals": 0}, "124"),
+        (-1.234, {"decimals": 1}, "-1.2"),
+        (0.0, {"significant": 3}, "0.00"),
+    ],
+)
+def test_round_up_text(value: float, digits: dict[str, int], text: str) -> None:
+    got = round_up_text(value, **digits)
+    assert got == text
+    assert decimal.Decimal(got) >= decimal.Decimal(value)  # never below the exact value
+    assert round_up(value, **digits) >= value
+
+
+def test_round_up_never_rounds_down_and_needs_one_precision() -> None:
+    rng = np.random.default_rng(5)
+    for value in rng.uniform(0.0, 20.0, 500):
+        for places in (0, 1, 2, 3):
+            text = round_up_text(float(value), decimals=places)
+            assert decimal.Decimal(text) >= decimal.Decimal(float(value))
+            assert decimal.Decimal(text) - decimal.Decimal(float(value)) < decimal.Decimal(10) ** (
+                -places
+            )
+    with pytest.raises(InvalidInputError):
+        round_up_text(1.0)
+    with pytest.raises(InvalidInputError):
+        round_up_text(1.0, significant=2, decimals=2)
+    with pytest.raises(InvalidInputError):
+        round_up_text(math.inf, significant=2)
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (0.05, "95%"),
+        (0.1, "90%"),
+        (1e-7, "99.99999%"),
+        (0.005, "99.5%"),
+        (1e-20, "99.999999999999999999%"),
+        (0.123456789, "87.6543211%"),
+    ],
+)
+def test_confidence_text_is_exact(delta: float, text: str) -> None:
+    assert confidence_text(delta) == text
+    assert confidence_text(delta) != "100%"
+
+
+# --------------------------------------------------------------------------- v2 properties
+
+
+@st.composite
+def v2_bound_inputs(draw: st.DrawFn) -> BoundInput:
+    """Version 2 inputs with square statistics, exact or sampled mode."""
+    vocab_size = draw(st.integers(min_value=2, max_value=200_000))
+    method = draw(st.sampled_from(["bernstein", "hoeffding", "exhaustive"]))
+    sampled_mode = method != "exhaustive" and draw(st.booleans())
+    accepted = draw(st.integers(2, 3000))
+    samples = accepted if sampled_mode else draw(st.integers(2, 10**5))
+    metrics = []
+    for alpha in draw(
+        st.lists(st.floats(min_value=1e-6, max_value=0.9), min_size=1, max_size=4, unique=True)
+    ):
+        loss_min, loss_range = smoothed_loss_range(alpha, vocab_size)
+        mean = loss_min + draw(st.floats(0.0, 1.0)) * loss_range
+        mean = min(mean, loss_min + loss_range)
+        variance = draw(st.floats(0.0, 1.0)) * (mean - loss_min) * (loss_min + loss_range - mean)
+        square_mean = draw(st.floats(0.0, 0.3)) * loss_range**2
+        square_variance = draw(st.floats(0.0, 1.0)) * square_mean * (loss_range**2 - square_mean)
+        metrics.append(
+            MetricSample("bits", mean, variance, samples, alpha, None, square_mean, square_variance)
+        )
+    total_weight = draw(st.integers(10**3, 10**13))
+    drawn = accepted + draw(st.integers(0, 3 * accepted))
+    return BoundInput(
+        vocab_size=vocab_size,
+        n_tokens=None if sampled_mode else draw(token_counts),
+        size_bytes=draw(sizes),
+        metrics=tuple(metrics),
+        hyperparameter_configurations=draw(st.integers(1, 1000)),
+        delta=draw(st.floats(min_value=1e-6, max_value=0.5)),
+        delta_split=draw(st.floats(min_value=0.05, max_value=0.95)),
+        sampling_method=method,  # type: ignore[arg-type]
+        heldout=draw(st.booleans()),
+        sampled=SampledDraws(total_weight, accepted, drawn) if sampled_mode else None,
+    )
+
+
+def ranges_of(bound_input: BoundInput) -> list[tuple[float, float]]:
+    return [
+        smoothed_loss_range(m.alpha or 0.5, bound_input.vocab_size) for m in bound_input.metrics
+    ]
+
+
+def _more_data(bound_input: BoundInput) -> BoundInput:
+    if bound_input.sampled is None:
+        return dataclasses.replace(bound_input, n_tokens=(bound_input.n_tokens or 1) * 2)
+    sampled = bound_input.sampled
+    more = dataclasses.replace(sampled, total_weight=sampled.total_weight * 2)
+    return dataclasses.replace(bound_input, sampled=more)
+
+
+@settings(max_examples=80, deadline=None)
+@given(v2_bound_inputs())
+def test_v2_forms_fall_with_n_rise_with_size_and_variance(bound_input: BoundInput) -> None:
+    result = compute_bound(bound_input)
+    more = compute_bound(_more_data(bound_input))
+    bigger = compute_bound(dataclasses.replace(bound_input, size_bytes=bound_input.size_bytes * 2))
+    noisier = compute_bound(
+        dataclasses.replace(
+            bound_input,
+            metrics=tuple(
+                # stays ≤ Δ²/2, where a larger mean only widens the feasible variance
+                dataclasses.replace(m, square_mean=(m.square_mean or 0.0) * 1.5 + 1e-3 * r**2)
+                for m, (_, r) in zip(bound_input.metrics, ranges_of(bound_input), strict=True)
+            ),
+        )
+    )
+    strict = bound_input.sampled is None or (result.n_lower_bound or 0) > 2
+    for base, m, b, v in zip(
+        result.metrics, more.metrics, bigger.metrics, noisier.metrics, strict=True
+    ):
+        assert base.azuma is not None and base.freedman is not None
+        # the certified value is the smallest form, never above the Azuma form
+        assert base.bound == min(base.azuma, base.freedman) <= base.azuma
+        assert base.bound == base.mean_bound + base.complexity_term
+        assert base.mean_bound == base.sample_mean + base.sampling_term
+        # each form falls as n grows (in sampled mode: as the total weight grows)
+        assert m.azuma is not None and m.freedman is not None
+        if strict:
+            assert m.azuma < base.azuma and m.freedman < base.freedman
+        else:
+            assert m.azuma <= base.azuma and m.freedman <= base.freedman
+        # ... rises with the artifact's size (held-out mode drops the size from the prior)
+        assert b.azuma is not None and b.freedman is not None
+        if bound_input.heldout:
+            assert b.azuma == base.azuma and b.freedman == base.freedman
+        else:
+            assert b.azuma > base.azuma and b.freedman > base.freedman
+        # ... and the Freedman form rises with V̂ (the Azuma form does not see it)
+        assert v.freedman is not None and v.freedman > base.freedman
+        assert v.azuma == base.azuma
+    if bound_input.sampled is not None:
+        assert result.n_lower_bound is not None and result.delta_n is not None
+        assert result.n_lower_bound <= bound_input.sampled.total_weight
+
+
+@settings(max_examples=40, deadline=None)
+@given(v2_bound_inputs())
+def test_v2_never_above_v1_without_the_new_terms(bound_input: BoundInput) -> None:
+    """With exact n the version 2 Azuma form differs from version 1 only by ln(n(n+1)),
+    ln 61 and the split of δ_s between U and W, all of which can only raise it."""
+    if bound_input.sampled is not None:
+        return
+    version_2 = compute_bound(bound_input)
+    version_1 = compute_bound(
+        dataclasses.replace(
+            bound_input,
+            bound_version=1,
+            metrics=tuple(
+                dataclasses.replace(m, square_mean=None, square_variance=None)
+                for m in bound_input.metrics
+            ),
+        )
+    )
+    for new, old in zip(version_2.metrics, version_1.metrics, strict=True):
+        assert new.azuma is not None and new.azuma >= old.bound
+
+
+# ------------------------------------------------------------------------ v2 coverage simulations
+
+
+def _markov_freedman_data() -> dict[str, Any]:
+    """A dependent bounded source with known conditional means, and 16 fixed "models".
+
+    A sticky 4-state Markov chain (T = 0.6·I + 0.4·random) is the source, so
+    μ_i = Σ_y T[x_{i−1}, y]·l(x_{i−1}, y) is exact. The family: 16 predictors P_j (T itself,
+    a smoothed T and 14 random transition matrices) with prior 2^−j. Two statements:
+    α-smoothed bits (α = 0.1, V = 4) with centre Y = the predictor's own expected loss, and
+    top-1 error with centre = the predictor's mass outside its top token. Every loss,
+    centre and conditional mean depends only on (x_{i−1}, x_i), so R, R̂ and V̂ of every
+    predictor follow from the transition counts of each simulated stream.
+    """
+    rng = np.random.default_rng(20240726)
+    states, reps, n_tokens = 4, 4000, 400
+    transition = 0.6 * np.eye(states) + 0.4 * rng.dirichlet(np.full(states, 0.7), size=states)
+    predictors = rng.dirichlet(np.full(states, 2.0), size=(16, states))
+    predictors[0] = transition
+    predictors[1] = 0.9 * transition + 0.1 / states
+    prior = 0.5 ** np.arange(1, 17)
+    prior /= prior.sum()
+    alpha = 0.1
+    loss_min, loss_range = smoothed_loss_range(alpha, states)
+    bits = -np.log2((1 - alpha) * predictors + alpha / states)  # [j, previous, next]
+    top1 = (predictors.argmax(-1)[..., None] != np.arange(states)).astype(float)
+    statements = [
+        (bits, (predictors * bits).sum(-1), loss_min, loss_range),
+        (top1, 1.0 - predictors.max(-1), 0.0, 1.0),
+    ]
+    state = np.zeros(reps, dtype=np.int64)
+    counts = np.zeros(reps * states * states)
+    cumulative = transition.cumsum(1)
+    for _ in range(n_tokens):
+        following = (rng.random(reps)[:, None] > cumulative[state]).sum(1)
+        flat = (np.arange(reps) * states + state) * states + following
+        counts += np.bincount(flat, minlength=reps * states * states)
+        state = following
+    counts = counts.reshape(reps, states, states)
+    return {
+        "counts": counts,
+        "transition": transition,
+        "statements": statements,
+        "prior": prior,
+        "n_tokens": n_tokens,
+        "reps": reps,
+    }
+
+
+_MARKOV_CACHE: dict[str, Any] = {}
+
+
+def _freedman_failures(variant: str, delta: float = 0.05) -> tuple[int, int]:
+    """Repetitions where some (predictor, statement) has R > its certified value.
+
+    The certified value is version 2's exhaustive one (U = R̂, W = V̂): the smallest of the
+    Azuma form and the 60 Freedman forms, K_c = 61·2 events, through bound.py's own
+    ``freedman_coefficients`` and ``azuma_term``. ``variant`` "no_variance" drops the
+    ψ(λ)/(λΔ)·V̂ term (too small: it must be caught).
+    """
+    if not _MARKOV_CACHE:
+        _MARKOV_CACHE.update(_markov_freedman_data())
+    data = _MARKOV_CACHE
+    counts, n_tokens = data["counts"], data["n_tokens"]
+    context_counts = counts.sum(2)
+    events = FORMS_PER_STATEMENT * len(data["statements"])
+    failed = np.zeros(data["reps"], dtype=bool)
+    for loss, centre, low, width in data["statements"]:
+        assert loss.min() >= low - 1e-12 and loss.max() <= low + width + 1e-12
+        assert centre.min() >= low - 1e-12 and centre.max() <= low + width + 1e-12
+        square = (loss - centre[..., None]) ** 2
+        empirical = np.einsum("rpq,jpq->rj", counts, loss) / n_tokens
+        square_mean = np.einsum("rpq,jpq->rj", counts, square) / n_tokens
+        conditional = np.einsum(
+            "rp,jp->rj", context_counts, (data["transition"][None] * loss).sum(-1)
+        )
+        conditional /= n_tokens
+        for j, weight in enumerate(data["prior"]):
+            nats = -math.log(weight)
+            table = np.array(freedman_coefficients(width, nats, n_tokens, events, delta))
+            coefficient = 0.0 * table[:, 1] if variant == "no_variance" else table[:, 1]
+            freedman = (square_mean[:, j, None] * coefficient[None] + table[None, :, 2]).min(1)
+            azuma = azuma_term(width, nats, n_tokens, events, delta)
+            certified = empirical[:, j] + np.minimum(azuma, freedman)
+            failed |= conditional[:, j] > certified
+    return int(failed.sum()), int(data["reps"])
+
+
+def test_freedman_form_coverage_on_dependent_markov_source() -> None:
+    failures, reps = _freedman_failures("correct")
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures <= limit, f"{failures}/{reps} failures, allowed {limit} at δ = 0.05"
+
+
+def test_freedman_form_without_variance_term_is_caught() -> None:
+    failures, reps = _freedman_failures("no_variance")
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures > limit, f"dropping ψ(λ)V̂/(λΔ) failed only {failures}/{reps} times"
+
+
+def _stopped_stream_failures(with_length_term: bool) -> tuple[int, int]:
+    """Azuma at a data-dependent length n (the reason for ln(n(n+1))).
+
+    Losses are fair coin flips in {0, 1} (Δ = 1, μ_i = 1/2, one hypothesis, K = 1).
+    The stream stops at the first m ≤ 1000 where R − R̂_m exceeds the *version 1* term
+    sqrt(ln(1/δ)/(2m)) (else at 1000). Version 1's term assumed a fixed n and fails at
+    this n far more often than δ; version 2's, with ln(n(n+1)), holds at every length
+    at once and so at any stopping time.
+    """
+    rng = np.random.default_rng(99)
+    reps, longest, delta = 20000, 1000, 0.05
+    lengths = np.arange(1, longest + 1, dtype=np.float64)
+    v1_term = np.sqrt(math.log(1 / delta) / (2 * lengths))
+    v2_term = np.array([azuma_term(1.0, 0.0, int(m), 1, delta) for m in lengths])
+    v1_check = np.array([complexity_term(1.0, 0.0, int(m), 1, delta) for m in lengths])
+    assert np.allclose(v1_check, v1_term, rtol=1e-14)
+    failures = 0
+    for _ in range(reps // 5000):
+        flips = rng.integers(0, 2, size=(5000, longest), dtype=np.int8)
+        gap = 0.5 - np.cumsum(flips, axis=1, dtype=np.int32) / lengths  # R − R̂_m
+        crossed = gap > v1_term
+        stop = np.where(crossed.any(1), crossed.argmax(1), longest - 1)
+        gap_at_stop = gap[np.arange(gap.shape[0]), stop]
+        term = v2_term[stop] if with_length_term else v1_term[stop]
+        failures += int((gap_at_stop > term).sum())
+    return failures, reps
+
+
+def test_azuma_with_length_term_covers_a_data_dependent_length() -> None:
+    failures, reps = _stopped_stream_failures(with_length_term=True)
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures <= limit, f"{failures}/{reps} failures, allowed {limit} at δ = 0.05"
+
+
+def test_azuma_without_length_term_is_caught_at_a_data_dependent_length() -> None:
+    failures, reps = _stopped_stream_failures(with_length_term=False)
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures > limit, f"version 1's term failed only {failures}/{reps} times"
+
+
+def _square_bound_failures(method: str, square_range: float) -> tuple[int, int]:
+    """Failures of V̂ ≤ W over repeated samples of chunk means of q in [0, Δ²].
+
+    Two-point chunk means {0, Δ²} with probability 1/2 each (Hoeffding's worst case;
+    Δ = 4 so Δ² = 16): W = q̄ + deviation(range). The deviation must use the range of q,
+    Δ², not the loss's Δ.
+    """
+    rng = np.random.default_rng(17)
+    reps, samples, delta, loss_range = 20000, 50, 0.05, 4.0
+    drawn = loss_range**2 * rng.integers(0, 2, size=(reps, samples))
+    full = loss_range**2 / 2  # V̂ of the population
+    variance = drawn.var(1, ddof=1)
+    deviations = np.array(
+        [sampling_term(method, square_range, v, samples, 1, delta) for v in variance]  # type: ignore[arg-type]
+    )
+    return int((full > drawn.mean(1) + deviations).sum()), reps
+
+
+@pytest.mark.parametrize("method", ["hoeffding", "bernstein"])
+def test_square_bound_coverage_at_range_delta_squared(method: str) -> None:
+    failures, reps = _square_bound_failures(method, 16.0)
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures <= limit, f"{failures}/{reps} failures, allowed {limit} at δ = 0.05"
+
+
+def test_square_bound_with_the_loss_range_is_caught() -> None:
+    failures, reps = _square_bound_failures("hoeffding", 4.0)  # Δ instead of Δ²
+    limit = binomial_upper_limit(reps, 0.05, MARGIN_TAIL)
+    assert failures > limit, f"range Δ for q failed only {failures}/{reps} times"
+
+
+def _units() -> tuple[np.ndarray, np.ndarray]:
+    """300 units: token counts n_u in 1..400, weights w_u = n_u + extra (bytes-like) ≥ n_u."""
+    rng = np.random.default_rng(23)
+    tokens = rng.integers(1, 401, size=300)
+    weights = tokens + rng.integers(0, 200, size=300)
+    return tokens, weights
+
+
+def _sampled_draws(accepted: int, reps: int, seed: int) -> np.ndarray:
+    """D (draws until the G-th acceptance) of DESIGN.md's scheme, simulated as written:
+    units i.i.d. with probability w_u/W, each accepted with probability n_u/w_u."""
+    tokens, weights = _units()
+    rng = np.random.default_rng(seed)
+    ratio = weights.sum() / tokens.sum()
+    width = int(accepted * ratio * 4 + 60)
+    units = rng.choice(tokens.size, size=(reps, width), p=weights / weights.sum())
+    accept = rng.random((reps, width)) < tokens[units] / weights[units]
+    running = np.cumsum(accept, axis=1)
+    assert (running[:, -1] >= accepted).all(), "widen the simulation"
+    return (running >= accepted).argmax(1) + 1
+
+
+@pytest.mark.parametrize("accepted", [1, 5, 40])
+def test_sampled_n_lower_bound_covers_n(accepted: int) -> None:
+    tokens, weights = _units()
+    n, total_weight, delta_n = int(tokens.sum()), int(weights.sum()), 0.05
+    drawn = _sampled_draws(accepted, 20000, seed=accepted)
+    lower = {
+        int(d): n_lower_bound(total_weight, accepted, int(d), delta_n)[0] for d in np.unique(drawn)
+    }
+    n_lo = np.array([lower[int(d)] for d in drawn])
+    failures, reps = int((n_lo > n).sum()), drawn.size
+    limit = binomial_upper_limit(reps, delta_n, MARGIN_TAIL)
+    assert failures <= limit, f"n_lo > n in {failures}/{reps}, allowed {limit} at δ_n = 0.05"
+    # not vacuous: with 40 accepted units the median n_lo is most of n
+    if accepted == 40:
+        assert np.median(n_lo) > 0.7 * n
+
+
+def test_sampled_n_from_the_mean_acceptance_is_caught() -> None:
+    tokens, weights = _units()
+    n, total_weight = int(tokens.sum()), int(weights.sum())
+    drawn = _sampled_draws(40, 20000, seed=40)
+    wrong = np.floor(total_weight * 40 / drawn)  # W·G/D: the point estimate, no quantile
+    failures = int((wrong > n).sum())
+    limit = binomial_upper_limit(drawn.size, 0.05, MARGIN_TAIL)
+    assert failures > limit, f"the point estimate exceeded n only {failures} times"
+
+
+# --------------------------------------------------------------------------- v2 invalid input
+
+
+V2_INVALID_CASES = [
+    (_metric(0, square_mean=None), "metrics[0].square_mean"),  # one metric without squares
+    (_metric(0, square_variance=None), "metrics[0].square_variance"),
+    (_metric(0, square_mean=-0.1), "metrics[0].square_mean"),
+    (_metric(2, square_mean=1.5), "metrics[2].square_mean"),  # above Δ² = 1
+    (_metric(0, square_variance=-1.0), "metrics[0].square_variance"),
+    (_metric(0, square_variance=1e9), "metrics[0].square_variance"),
+    (_top(bound_version=3), "bound_version"),
+    (_top(bound_version=1), "metrics[0].square_mean"),  # v1 has no Freedman form
+    (_top(delta_n=0.01), "delta_n"),  # delta_n without sampled mode
+    (_top(search_scored_sample="yes"), "search_scored_sample"),
+    (_top(n_tokens=None), "n_tokens"),
+    (_top(sampled={"total_weight": 10, "accepted": 200, "drawn": 230}, n_tokens=5), "n_tokens"),
+]
+
+SAMPLED_INVALID_CASES = [
+    (_top(sampled={"total_weight": 10, "accepted": 200, "drawn": 100}), "sampled.drawn"),
+    (_top(sampled={"total_weight": 0, "accepted": 200, "drawn": 230}), "sampled.total_weight"),
+    (_top(sampled={"total_weight": 10, "accepted": 200}), "sampled.drawn"),
+    (_top(sampled={"total_weight": 10, "accepted": 200, "drawn": 230, "x": 1}), None),
+    (_top(sampled=[1, 2, 3]), "sampled"),
+    (_top(delta_n=0.05), "delta_n"),  # not below δ
+    (_top(delta_n=0.0), "delta_n"),
+    (_top(sampling_method="exhaustive"), "sampling_method"),
+    (_metric(1, samples=199), "metrics[1].samples"),  # must equal sampled.accepted
+    (_top(bound_version=1), "sampled"),  # v1 has no sampled mode
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), V2_INVALID_CASES)
+def test_v2_invalid_input_names_the_field(mutate: Any, field: str) -> None:
+    data = json.loads(json.dumps(v2_input()))
+    mutate(data)
+    with pytest.raises(InvalidInputError) as raised:
+        bound_input_from_dict(data)
+    assert raised.value.field == field
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("mutate", "field"), SAMPLED_INVALID_CASES)
+def test_sampled_invalid_input_names_the_field(mutate: Any, field: str | None) -> None:
+    data = json.loads(json.dumps(sampled_input()))
+    mutate(data)
+    with pytest.raises(InvalidInputError) as raised:
+        bound_input_from_dict(data)
+    assert raised.value.field == field
+    assert "\n" not in str(raised.value)
+
+
+def test_v1_refuses_sampled_mode() -> None:
+    data = sampled_input(bound_version=1)
+    for metric in data["metrics"]:
+        del metric["square_mean"], metric["square_variance"]
+    with pytest.raises(InvalidInputError) as raised:
+        bound_input_from_dict(data)
+    assert raised.value.field == "sampled"
+
+
+def test_v2_result_reads_back_and_rejects_v1_keys() -> None:
+    result = compute_bound(bound_input_from_dict(sampled_input()))
+    as_dict = json.loads(json.dumps(bound_result_to_dict(result)))
+    assert bound_result_from_dict(as_dict) == result
+    assert as_dict["bound_version"] == 2 and as_dict["n_tokens"] is None
+    assert as_dict["sampled"] == {"total_weight": 6_000_000, "accepted": 200, "drawn": 230}
+    assert set(as_dict["metrics"][0]) >= {"azuma", "freedman", "freedman_lambda", "certified_by"}
+    broken = json.loads(json.dumps(as_dict))
+    broken["bound_version"] = 1
+    with pytest.raises(InvalidInputError, match="bound_version"):
+        bound_result_from_dict(broken)
+    broken = json.loads(json.dumps(as_dict))
+    broken["metrics"][0]["certified_by"] = "chernoff"
+    with pytest.raises(InvalidInputError, match="certified_by"):
+        bound_result_from_dict(broken)
+    broken = json.loads(json.dumps(as_dict))
+    del broken["metrics"][0]["azuma"]
+    with pytest.raises(InvalidInputError, match=r"metrics\[0\]\.azuma"):
+        bound_result_from_dict(broken)
+
+
+# --------------------------------------------------------------------------- v2 CLI and goldens
+
+
+def test_cli_v2_table_shows_the_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _write(tmp_path / "in.json", v2_input())
+    assert run_cli(["bound", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "form" in out and "Freedman λ=" in out and "Azuma" in out and "…" not in out
+    assert "Freedman form" in out and "probability ≥ 95%" in out
+    result = compute_bound(bound_input_from_dict(v2_input()))
+    # printed bounds are rounded up, never to nearest
+    assert round_up_text(result.summary["bits_per_token_bound"], decimals=4) in out
+
+
+def test_cli_v2_json_carries_every_form(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = _write(tmp_path / "in.json", sampled_input())
+    assert run_cli(["bound", str(source), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = bound_result_to_dict(compute_bound(bound_input_from_dict(sampled_input())))
+    assert printed == json.loads(json.dumps(expected))
+    for metric in printed["metrics"]:
+        assert metric["certified_by"] in ("azuma", "freedman")
+        assert metric["bound"] == min(metric["azuma"], metric["freedman"])
+        assert 0 < metric["freedman_lambda"] < 1
+    assert printed["n_lower_bound"] == n_lower_bound(6_000_000, 200, 230, 0.005)[0]
+
+
+def test_cli_sampled_table_says_n_is_a_lower_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _write(tmp_path / "in.json", sampled_input())
+    assert run_cli(["bound", str(source)]) == 0
+    out = capsys.readouterr().out
+    assert "sampled mode: n ≥" in out and "rounded down" in out and "200 accepted" in out
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({**sampled_input(), "n_tokens": 10}, "n_tokens"),
+        (v2_input(delta_n=0.01), "delta_n"),
+        (v2_input(bound_version=7), "bound_version"),
+        (sampled_input(sampled={"total_weight": 5, "accepted": 9, "drawn": 3}), "sampled.drawn"),
+    ],
+)
+def test_cli_v2_bad_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: dict[str, Any], field: str
+) -> None:
+    source = _write(tmp_path / "in.json", data)
+    assert run_cli(["bound", str(source)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and field in err and "\n" not in err
+
+
+@pytest.mark.parametrize("name", ["v2_exact", "v2_sampled", "v2_no_squares"])
+def test_golden_v2_bound_objects(name: str) -> None:
+    """Version 2 bound objects for fixed inputs stay what tests/fixtures/bound/ recorded."""
+    data = json.loads((FIXTURES / f"{name}_input.json").read_text())
+    expected = json.loads((FIXTURES / f"{name}_bound.json").read_text())
+    got = bound_result_to_dict(compute_bound(bound_input_from_dict(data)))
+    assert _close(got, expected), json.dumps(got, indent=2)
+    assert bound_result_from_dict(expected) == bound_result_from_dict(got) or _close(got, expected)

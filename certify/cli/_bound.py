@@ -10,20 +10,33 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from certify.bound import bound_input_from_dict, bound_result_to_dict, compute_bound
+from certify.bound import (
+    bound_input_from_dict,
+    bound_result_to_dict,
+    compute_bound,
+    confidence_text,
+    round_up_text,
+)
 from certify.cli._app import app, console, err_console, print_json, write_output
 from certify.errors import InvalidInputError
 
 BOUND_HELP = """Compute the token-level generalization bound from measured statistics.
 
-INPUT is a JSON file with [cyan]vocab_size[/cyan], [cyan]n_tokens[/cyan],
+INPUT is a JSON file with [cyan]vocab_size[/cyan], [cyan]n_tokens[/cyan] (exact n),
 [cyan]size_bytes[/cyan] (the artifact's exact size), optional
 [cyan]hyperparameter_configurations[/cyan] (1), [cyan]delta[/cyan] (0.05),
 [cyan]delta_split[/cyan] (0.5, share of delta for the complexity term),
 [cyan]sampling_method[/cyan] (bernstein | hoeffding | exhaustive), [cyan]heldout[/cyan]
-(false), and [cyan]metrics[/cyan]: a list of
-{"name": "bits", "alpha": 0.01, "sample_mean": 2.1, "sample_variance": 0.3, "samples": 10000}
-or {"name": "top_k_error", "k": 1, ...}. The risk.json written by
+(false), [cyan]bound_version[/cyan] (2; 1 recomputes version-1 certificates), and
+[cyan]metrics[/cyan]: a list of
+{"name": "bits", "alpha": 0.01, "sample_mean": 2.1, "sample_variance": 0.3, "samples": 10000,
+"square_mean": 11.8, "square_variance": 2.0} or {"name": "top_k_error", "k": 1, ...}.
+[cyan]square_mean[/cyan] / [cyan]square_variance[/cyan] (the chunk-mean statistics of
+q = (loss - centre)^2, for every metric or for none) enable the variance-adaptive
+Freedman form; each statement then gets the smaller of the Azuma and Freedman forms.
+Sampled mode: [cyan]sampled[/cyan] {"total_weight": W, "accepted": G, "drawn": D} and
+optional [cyan]delta_n[/cyan] (delta/10) instead of n_tokens; n is then bounded below
+by W times the delta_n-quantile of Beta(G, D - G + 1). The risk.json written by
 [bold]certify evaluate[/bold] is a valid INPUT.
 
 With probability at least 1 - delta, every printed bound holds at once for the
@@ -63,56 +76,91 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _upper(value: float | None, digits: int = 4) -> str:
+    """A bound as printed: rounded up (never to nearest), so the text is still a bound."""
+    return "-" if value is None else round_up_text(value, decimals=digits)
+
+
 def _table(bound: dict[str, Any]) -> Table:
+    """One row per statement: bound = empirical + sampling + complexity; fits 80 columns.
+
+    Version 2 adds which form certified the row (the Freedman form with its λ, or the
+    Azuma form); both forms' values are in ``--json``.
+    """
+    version_2 = bound.get("bound_version", 1) >= 2
     table = Table(title="Token-level risk bound", title_justify="left")
-    table.add_column("metric")
-    table.add_column("α / k", justify="right")
-    table.add_column("empirical", justify="right")
-    table.add_column("complexity", justify="right")
-    table.add_column("sampling", justify="right")
-    table.add_column("bound", justify="right", style="bold")
+    table.add_column("statement", no_wrap=True)
+    for header in ("empirical", "sampling", "complexity"):
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("bound", justify="right", style="bold", no_wrap=True)
+    if version_2:
+        table.add_column("form", no_wrap=True)
     for metric in bound["metrics"]:
-        label = f"α={metric['alpha']:g}" if metric["name"] == "bits" else f"k={metric['k']}"
-        name = "bits/token" if metric["name"] == "bits" else "top-k error"
-        table.add_row(
-            name,
-            label,
-            _number(metric["sample_mean"]),
-            _number(metric["complexity_term"]),
-            _number(metric["sampling_term"]),
-            _number(metric["bound"]),
+        name = (
+            f"bits α={metric['alpha']:g}"
+            if metric["name"] == "bits"
+            else f"top-{metric['k']} error"
         )
+        cells = [
+            name,
+            _number(metric["sample_mean"]),
+            _number(metric["sampling_term"]),
+            _number(metric["complexity_term"]),
+            _upper(metric["bound"]),
+        ]
+        if version_2:
+            form = "Azuma"
+            if metric["certified_by"] == "freedman":
+                form = f"Freedman λ={metric['freedman_lambda']:.3g}"
+            cells.append(form)
+        table.add_row(*cells)
     return table
 
 
 def _headline(bound: dict[str, Any]) -> str:
     summary = bound["summary"]
-    confidence = f"probability ≥ {1 - bound['delta']:g}, {bound['statements']} statement(s) at once"
+    confidence = (
+        f"probability ≥ {confidence_text(bound['delta'])}, "
+        f"{bound['statements']} statement(s) at once"
+    )
     lines = []
     if summary.get("bits_per_token_bound") is not None:
         perplexity = summary.get("perplexity_bound")
-        perplexity_text = "overflows" if perplexity is None else f"{perplexity:.4g}"
+        perplexity_text = (
+            "overflows" if perplexity is None else round_up_text(perplexity, significant=4)
+        )
         vacuous = (
             f"  [yellow](vacuous: uniform guessing scores "
             f"{summary['uniform_bits_per_token']:.3f})[/yellow]"
             if summary.get("vacuous")
             else ""
         )
+        form = summary.get("certified_by")
+        form_text = f", {form.capitalize()} form" if form else ""
         lines.append(
-            f"[bold]bits per token ≤ {summary['bits_per_token_bound']:.4f}[/bold] "
-            f"(α={summary['alpha']:g}), perplexity ≤ {perplexity_text}{vacuous}"
+            f"[bold]bits per token ≤ {_upper(summary['bits_per_token_bound'])}[/bold] "
+            f"(α={summary['alpha']:g}{form_text}), perplexity ≤ {perplexity_text}{vacuous}"
         )
     for entry in summary.get("top_k", []):
         mark = "  [yellow](vacuous)[/yellow]" if entry["vacuous"] else ""
-        lines.append(f"top-{entry['k']} error ≤ {entry['bound']:.4f}{mark}")
+        lines.append(f"top-{entry['k']} error ≤ {_upper(entry['bound'])}{mark}")
     lines.append(
         f"({confidence}; prior {bound['prior']['nats']:.6g} nats"
         f"{', held-out data' if bound['heldout'] else ''})"
     )
+    sampled = bound.get("sampled")
+    if sampled:
+        lines.append(
+            f"sampled mode: n ≥ {bound['n_lower_bound']:,} tokens (total weight "
+            f"{sampled['total_weight']:,} × {bound['acceptance_lower_bound']:.6g}, the "
+            f"δ_n = {bound['delta_n']:g} quantile from {sampled['accepted']:,} accepted of "
+            f"{sampled['drawn']:,} drawn units; rounded down)"
+        )
     authors = (summary.get("comparison") or {}).get("authors_formula")
     if authors and authors.get("bits_per_token_bound") is not None:
         lines.append(
-            f"for comparison, the authors' formula gives {authors['bits_per_token_bound']:.4f} "
+            f"for comparison, the authors' formula gives "
+            f"{_upper(authors['bits_per_token_bound'])} "
             "bits per token on the same statistics"
         )
     return "\n".join(lines)

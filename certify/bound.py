@@ -668,14 +668,8 @@ def _check_squares(
 ) -> None:
     """square_mean / square_variance: both or neither, q = (l − Y)² lies in [0, Δ²]."""
     given = (metric.square_mean is not None, metric.square_variance is not None)
-    if not any(given):
-        return
-    if version == 1:
-        raise InvalidInputError(
-            "bound_version 1 has no Freedman form; drop the square statistics or use "
-            "bound_version 2",
-            field=f"{field}.square_mean",
-        )
+    if not any(given) or version == 1:
+        return  # version 1 has no Freedman form: it does not read them
     if not all(given):
         missing = "square_variance" if given[0] else "square_mean"
         raise InvalidInputError(
@@ -809,7 +803,7 @@ def validate_bound_input(bound_input: BoundInput) -> list[tuple[float, float]]:
                 field=f"{field}.samples",
             )
     with_squares = [metric.square_mean is not None for metric in bound_input.metrics]
-    if any(with_squares) and not all(with_squares):
+    if version == 2 and any(with_squares) and not all(with_squares):
         index = with_squares.index(False)
         raise InvalidInputError(
             "is required: give square_mean and square_variance for every metric or for none "

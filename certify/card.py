@@ -25,7 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from certify._files import atomic_path
+from certify._jcs import canonical_bytes
 from certify.errors import InvalidInputError
 
 BEGIN_MARKER = "<!-- certify:begin -->"
@@ -75,8 +78,6 @@ def _bound(certificate: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def certificate_sha256(certificate: Mapping[str, Any]) -> str:
     """sha256 of the certificate's canonical (RFC 8785) bytes, i.e. of certificate.json."""
-    from certify.certificate import canonical_bytes
-
     return hashlib.sha256(canonical_bytes(dict(certificate))).hexdigest()
 
 
@@ -234,8 +235,6 @@ def _dump(key: str, value: Any) -> str:
 
 
 def _load_yaml(yaml_text: str) -> dict[str, Any]:
-    import yaml
-
     try:
         data = yaml.safe_load(yaml_text) if yaml_text.strip() else {}
     except yaml.YAMLError as error:

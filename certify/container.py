@@ -38,8 +38,17 @@ import numpy as np
 from certify._files import atomic_path, fsync_dir, temp_path, write_bytes_atomic
 from certify._jcs import schema_error
 from certify._version import __version__
+from certify.codec import centered_codes, codec_parameters, decode_quantized, encode_quantized
 from certify.errors import ArtifactFormatError, CertifyError, InvalidInputError, ModelError
-from certify.quantize import QuantizedTensor
+from certify.models import iter_tensors, read_support_files, tensor_specs
+from certify.quantize import (
+    QuantizedTensor,
+    check_quantization_settings,
+    dequantize,
+    method_library_versions,
+    quantize_tensor,
+    validate_settings,
+)
 from certify.records import ArtifactRecord, QuantizationSettings, ResolvedModel, to_dict
 
 __all__ = [
@@ -174,7 +183,6 @@ def _raw_tensor(data: bytes, dtype: str, shape: tuple[int, ...]) -> Any:
 
 def check_settings(settings: QuantizationSettings) -> None:
     """Raise :class:`InvalidInputError` (naming the field) unless ``settings`` are usable."""
-    from certify.quantize import check_quantization_settings, validate_settings
 
     validate_settings(settings.bits, settings.group_size)
     if settings.high_precision_tensors:
@@ -225,10 +233,6 @@ def compress_model(
     The file appears atomically (temp name + ``os.replace``); nothing is left behind
     on error. Raises :class:`InvalidInputError` for bad settings.
     """
-    from certify.codec import codec_parameters, encode_quantized
-    from certify.models import read_support_files, tensor_specs
-    from certify.quantize import dequantize, method_library_versions, quantize_tensor
-
     check_settings(settings)
     if settings.method != "rtn-groupwise" and quantizer is None:
         raise InvalidInputError(
@@ -382,8 +386,6 @@ def compress_model(
 def _iter_checked(
     resolved: ResolvedModel, specs: dict[str, Any]
 ) -> Iterator[tuple[str, np.ndarray]]:
-    from certify.models import iter_tensors
-
     for name, array in iter_tensors(resolved):
         spec = specs.get(name)
         if spec is None or tuple(array.shape) != spec.shape:
@@ -595,9 +597,6 @@ def iter_records(path: str | Path, *, decode: bool = True) -> Iterator[tuple[dic
     for raw ones.
     """
     import torch
-
-    from certify.codec import decode_quantized
-    from certify.quantize import dequantize
 
     path = Path(path)
     with _open_file(path) as handle:
@@ -844,8 +843,6 @@ def inspect_artifact(path: str | Path) -> dict[str, Any]:
     centered on their group's zero point (bits per parameter; quantized only) and the
     share of the file. ``overhead`` is prelude + header + checksum + embedded files.
     """
-    from certify.codec import centered_codes
-
     path = Path(path)
     header = read_header(path)
     size_bytes = path.stat().st_size

@@ -14,12 +14,25 @@ that says what was expected and how to fix it; tokens never appear in messages.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from certify._files import TEMP_MARK, file_sha256, temp_path
-from certify.errors import AuthenticationError, CertifyError, HubError
+from certify.errors import (
+    AuthenticationError,
+    CertificateError,
+    CertifyError,
+    DataError,
+    HubError,
+    InvalidInputError,
+    ModelError,
+    UsageError,
+)
+from certify.records import PushResult
 
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -174,7 +187,6 @@ def download_snapshot(
     when the repo or revision does not exist, :class:`AuthenticationError` for gated
     repos and rejected tokens, :class:`HubError` otherwise.
     """
-    from certify.errors import DataError, ModelError
 
     missing: type[CertifyError] = DataError if repo_type == "dataset" else ModelError
     return _snapshot(
@@ -265,9 +277,6 @@ def run_files(run_dir: Path) -> list[Path]:
 
 
 def _read_certificate(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    from certify.errors import CertificateError
 
     try:
         data = json.loads((run_dir / "certificate.json").read_text(encoding="utf-8"))
@@ -288,7 +297,6 @@ def check_run_folder(run_dir: Path) -> dict[str, Any]:
     :class:`CertificateError` when ``model.certz`` is not the file the certificate names
     (so a certificate is never published next to another artifact).
     """
-    from certify.errors import CertificateError, InvalidInputError
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -364,8 +372,6 @@ def push_run(
     """
     from huggingface_hub import CommitOperationAdd, get_token
 
-    from certify.records import PushResult
-
     run_dir = Path(run_dir)
     _check_repo_id(repo_id)
     certificate = check_run_folder(run_dir)
@@ -385,8 +391,6 @@ def push_run(
         repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         if branch != "main":
             if _COMMIT_SHA.match(branch):
-                from certify.errors import UsageError
-
                 raise UsageError(
                     f"--revision {branch} is a commit id; commits go on a branch",
                     hint="pass a branch name such as `certified`",
@@ -421,7 +425,6 @@ def push_run(
 
 
 def _check_repo_id(repo_id: str) -> None:
-    from certify.errors import InvalidInputError
 
     if not re.fullmatch(r"[A-Za-z0-9][\w.\-]*/[\w.\-]+", repo_id or ""):
         raise InvalidInputError(
@@ -464,8 +467,6 @@ def download_run(
 
 def _materialize(snapshot: Path, target: Path) -> Path:
     """A folder of real files mirroring ``snapshot``, built aside and renamed into place."""
-    import os
-    import shutil
 
     if target.is_dir() and all(
         (target / path.relative_to(snapshot)).is_file()
@@ -573,8 +574,6 @@ def push_card(
     """
     from huggingface_hub import CommitOperationAdd, get_token
 
-    from certify.records import PushResult
-
     _check_repo_id(repo_id)
     token = token or get_token()
     if not token:
@@ -640,7 +639,6 @@ def open_hub_dataset(
     at import; an explicit ``endpoint`` is put in their module settings while the dataset
     is opened (the file URLs it resolves keep it for the later, lazy reads).
     """
-    from certify.errors import DataError
 
     try:
         import datasets
@@ -727,7 +725,6 @@ def resolve_dataset_revision(
     :class:`AuthenticationError` for a gated/rejected token and :class:`HubError` when
     the Hub cannot be reached.
     """
-    from certify.errors import DataError
 
     try:
         info = _hf_api(endpoint, token).dataset_info(dataset_id, revision=revision)
@@ -764,7 +761,6 @@ def dataset_parquet_files(
     parquet is refused with a :class:`~certify.errors.DataError` that names the Hub's
     parquet conversion (``--revision refs/convert/parquet``).
     """
-    from certify.errors import DataError
 
     if not _COMMIT_SHA.match(commit):
         raise HubError(f"dataset_parquet_files needs a 40-hex commit, got {commit!r}")
@@ -826,7 +822,6 @@ def _dataset_file_sizes(
     token: str | None,
     endpoint: str | None,
 ) -> dict[str, int]:
-    from certify.errors import DataError
 
     try:
         infos = _hf_api(endpoint, token).get_paths_info(
@@ -887,7 +882,6 @@ def read_dataset_ranges(
     ``HfFileSystem`` with ``cache_type="none"``, so exactly the asked bytes are
     requested (no read-ahead). ``size`` (the file's, when known) saves one request.
     """
-    from certify.errors import DataError
 
     if not _COMMIT_SHA.match(commit):
         raise HubError(f"read_dataset_ranges needs a 40-hex commit, got {commit!r}")
@@ -948,7 +942,6 @@ def read_parquet_footer(
     One range read of the last :data:`PARQUET_TAIL_BYTES` bytes, and a second one only
     when the footer is longer. The returned bytes end with ``<footer><len:4><PAR1>``.
     """
-    from certify.errors import DataError
 
     location = f"datasets/{dataset_id}@{commit}/{path}"
     try:

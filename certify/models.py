@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from certify import hub  # only hub.py talks to the network
 from certify.errors import CertifyError, ModelError
 from certify.records import ResolvedModel
 
@@ -129,8 +130,6 @@ def _resolve_hub(
     endpoint: str | None,
     token: str | None,
 ) -> ResolvedModel:
-    from certify import hub  # only hub.py talks to the network
-
     try:
         local_dir, commit_sha = hub.download_snapshot(
             repo_id, revision, list(HUB_ALLOW_PATTERNS), endpoint=endpoint, token=token

@@ -36,7 +36,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -342,11 +342,6 @@ def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetCho
 # --------------------------------------------------------------------------- helpers
 
 
-def _search_seed(seed: int) -> int:
-    """The search sample's seed: a different stream from the certification sample's."""
-    return (seed * 1_000_003 + 0x5EA2C4) % (2**63)
-
-
 def _model_record(resolved: ResolvedModel, artifact: ArtifactRecord) -> ModelRecord:
     config = resolved.config
     vocab_size = config.get("vocab_size")
@@ -630,10 +625,14 @@ class _Pipeline:
         choice: DatasetChoice,
         *,
         name: str,
-        seed: int,
+        stream: Literal["certification", "search"],
         out_relative: str,
     ) -> RiskRecord:
-        evaluation = dataclasses.replace(self.settings.evaluation, seed=seed)
+        evaluation = dataclasses.replace(self.settings.evaluation, stream=stream)
+        # INTERIM(v2): certificates are still version 1 until certificate v2 lands
+        evaluation = dataclasses.replace(
+            evaluation, bound_version=1, seed=evaluation.seed if evaluation.seed is not None else 0
+        )
         artifact_path = self.run_dir / artifact.path
         checkpoint = self.state_dir / "checkpoints" / f"{name}.json"
 
@@ -747,7 +746,7 @@ class _Pipeline:
                 shards,
                 choice,
                 name="evaluate",
-                seed=settings.evaluation.seed,
+                stream="certification",
                 out_relative=RISK_NAME,
             )
             bound_result = self.bound(artifact, risk_record, configurations)
@@ -757,6 +756,7 @@ class _Pipeline:
         dataset_record = risk_record.data
         if dataset_record is None:
             raise DataError("the evaluation did not record its dataset; this is a bug")
+        dataset_record = dataclasses.replace(dataset_record, documents_sha256=None)  # INTERIM(v2)
 
         _certificate, fingerprint, key_path, key_created = self._certify(
             resolved, artifact, dataset_record, risk_record, bound_result, choice, grid
@@ -799,7 +799,7 @@ class _Pipeline:
                 shards,
                 choice,
                 name=f"search[{label}]",
-                seed=_search_seed(settings.evaluation.seed),
+                stream="search",
                 out_relative=f"{STATE_DIR}/candidates/{label}/{RISK_NAME}",
             )
             result = self.bound(artifact, risk_record, configurations, name=f"bound[{label}]")
@@ -827,7 +827,7 @@ class _Pipeline:
             shards,
             choice,
             name="evaluate",
-            seed=settings.evaluation.seed,
+            stream="certification",
             out_relative=RISK_NAME,
         )
         bound_result = self.bound(artifact, risk_record, configurations)

@@ -288,11 +288,20 @@ class ArtifactRecord:
 
 @dataclass(frozen=True)
 class SamplingRecord:
-    """How chunks were drawn."""
+    """How chunks were drawn.
+
+    ``seed_inputs`` (version 2, when no seed was given): what the seed was derived from
+    before any loss was seen (certify.streams.derive_seed), so verify can recompute it.
+    ``stream`` (version 2): the child stream of the seed the draw used.
+    """
 
     method: Literal["length_proportional_with_replacement", "exhaustive"]
     samples: int
     seed: int
+    seed_inputs: dict[str, Any] | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    stream: Literal["certification", "search"] | None = field(
+        default=None, metadata={OMIT_IF_NONE: True}
+    )
 
 
 @dataclass(frozen=True)
@@ -338,6 +347,8 @@ class DatasetRecord:
     documents: int
     shards_sha256: str
     max_documents: int | None = None
+    #: sha256 of the documents' end offsets (token shards format 2; None before)
+    documents_sha256: str | None = field(default=None, metadata={OMIT_IF_NONE: True})
 
 
 @dataclass(frozen=True)
@@ -436,6 +447,8 @@ class RiskRecord:
     tokens_scored: int
     seconds: float
     data: DatasetRecord | None = None
+    #: the DESIGN.md version whose token rules were used (risk.json format version)
+    bound_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -444,6 +457,13 @@ class EvaluationSettings:
 
     ``chunk_tokens`` is S and ``context_tokens`` P of DESIGN.md "The bound";
     ``samples`` chunks are drawn with ``seed`` unless ``exhaustive`` (every chunk once).
+    ``seed`` None derives it from the artifact, the data, S, P and s before any loss is
+    seen (DESIGN.md; certify.streams.derive_seed). ``stream`` is the child stream of the
+    seed the chunks are drawn from: "certification", or "search" for ``--bits auto``'s
+    comparisons (independent of the certification sample for every seed).
+    ``bound_version`` picks the token rules of that version of DESIGN.md: 2 (chunks
+    aligned with documents, ties count against the model, centres and squares), or 1
+    (stream chunks, ties favour the target; to re-measure version-1 certificates).
     ``device``/``dtype`` "auto" pick CUDA, then MPS, then CPU, and bf16 on a GPU, fp32
     on CPU. ``batch_size`` is sequences per forward pass; None finds one automatically.
     """
@@ -452,20 +472,29 @@ class EvaluationSettings:
     context_tokens: int = 0
     samples: int = 10000
     exhaustive: bool = False
-    seed: int = 0
+    seed: int | None = None
     alphas: tuple[float, ...] = (0.001, 0.01, 0.1, 0.5)
     top_k: tuple[int, ...] = (1, 10, 100)
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | None = None
+    stream: Literal["certification", "search"] = "certification"
+    bound_version: int = 2
 
     def __post_init__(self) -> None:
+        if self.bound_version not in (1, 2):
+            raise InvalidInputError(
+                f"must be 1 or 2, got {self.bound_version!r}", field="bound_version"
+            )
+        if self.stream not in ("certification", "search"):
+            raise InvalidInputError(f"unknown stream {self.stream!r}", field="stream")
         _at_least(self.chunk_tokens, 1, "chunk_tokens")
         _at_least(self.context_tokens, 0, "context_tokens")
         if not self.exhaustive:
             # the empirical Bernstein term (and every variance) needs two chunks
             _at_least(self.samples, 2, "samples")
-        _at_least(self.seed, 0, "seed")
+        if self.seed is not None:
+            _at_least(self.seed, 0, "seed")
         if not self.alphas and not self.top_k:
             raise InvalidInputError("give at least one α or one k", field="alphas")
         for alpha in self.alphas:

@@ -12,12 +12,15 @@ docs/MATH.md, "Seeds and searches", says why this matters for the bound.
 from __future__ import annotations
 
 import enum
+import hashlib
+from typing import Any
 
 import numpy as np
 
+from certify._jcs import canonical_bytes
 from certify.errors import InvalidInputError
 
-__all__ = ["Stream", "child_generator", "child_seed_sequence"]
+__all__ = ["Stream", "child_generator", "child_seed_sequence", "derive_seed"]
 
 
 class Stream(enum.IntEnum):
@@ -46,3 +49,18 @@ def child_seed_sequence(seed: int, stream: Stream, *extra: int) -> np.random.See
 def child_generator(seed: int, stream: Stream, *extra: int) -> np.random.Generator:
     """A PCG64 generator for ``stream`` under the root ``seed``."""
     return np.random.Generator(np.random.PCG64(child_seed_sequence(seed, stream, *extra)))
+
+
+def derive_seed(inputs: dict[str, Any]) -> int:
+    """The default seed: the first 63 bits of sha256 over the RFC 8785 form of ``inputs``.
+
+    ``inputs`` are fixed before any loss is seen (the artifact's sha256, the data's
+    fingerprint, S, P and s), so the sample cannot be chosen after looking at losses,
+    and anyone can recompute the seed from what the certificate records.
+
+    >>> derive_seed({"artifact_sha256": "ab", "samples": 2}) == derive_seed(
+    ...     {"samples": 2, "artifact_sha256": "ab"})
+    True
+    """
+    digest = hashlib.sha256(canonical_bytes(inputs)).digest()
+    return int.from_bytes(digest[:8], "big") >> 1

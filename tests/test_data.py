@@ -4,6 +4,7 @@ the token index (golden file, schema), refusals, and the ``certify tokenize`` co
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -484,8 +485,8 @@ def test_sampler_is_proportional_to_chunk_length() -> None:
 def test_golden_index(
     fixture_tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The index for tests/fixtures/data/tiny.jsonl matches the checked-in file."""
-    golden = json.loads((FIXTURES / "tiny.index.json").read_text(encoding="utf-8"))
+    """The index for tests/fixtures/data/tiny.jsonl matches the checked-in file (format 2)."""
+    golden = json.loads((FIXTURES / "tiny.index.v2.json").read_text(encoding="utf-8"))
     golden_tokens = json.loads((FIXTURES / "tiny.tokens.json").read_text(encoding="utf-8"))
     monkeypatch.chdir(FIXTURES)
     shards = data.tokenize_source(
@@ -501,7 +502,26 @@ def test_golden_index(
         json.loads(line)["text"] for line in (FIXTURES / "tiny.jsonl").open(encoding="utf-8")
     ]
     assert golden_tokens == naive_stream(fixture_tokenizer, documents)
+    lengths = [
+        len(fixture_tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
+        for text in documents
+    ]
+    assert shards.document_ends().tolist() == np.cumsum(lengths).tolist()
     data.validate_index(json.loads((FIXTURES / "tiny.index.json").read_text(encoding="utf-8")))
+
+
+def test_format_1_shards_still_open_but_have_no_documents(
+    fixture_tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Old shard folders (the format-1 golden index) open; version-2 chunks need format 2."""
+    monkeypatch.chdir(FIXTURES)
+    data.tokenize_source("tiny.jsonl", fixture_tokenizer, tmp_path / "out", max_shard_tokens=16)
+    (tmp_path / "out" / "documents.bin").unlink()
+    shutil.copyfile(FIXTURES / "tiny.index.json", tmp_path / "out" / "index.json")
+    shards = data.open_shards(tmp_path / "out")
+    assert shards.index["format_version"] == 1 and shards.record.documents_sha256 is None
+    with pytest.raises(DataError, match="format 1"):
+        shards.document_ends()
 
 
 @pytest.mark.parametrize(
@@ -509,7 +529,7 @@ def test_golden_index(
     [
         (lambda index: index.pop("n_tokens"), "n_tokens"),
         (lambda index: index.update(dtype="int8"), "dtype"),
-        (lambda index: index.update(format_version=2), "format_version"),
+        (lambda index: index.update(format_version=3), "format_version"),
         (lambda index: index["shards"][0].update(sha256="xyz"), r"shards\[0\]\.sha256"),
         (lambda index: index.update(extra=1), "extra"),
     ],

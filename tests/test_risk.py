@@ -74,6 +74,7 @@ def settings(**overrides: Any) -> EvaluationSettings:
         "alphas": ALPHAS,
         "top_k": TOP_K,
         "batch_size": 4,
+        "bound_version": 1,  # these tests pin the version-1 rules; version 2 is tested below
     }
     values.update(overrides)
     return EvaluationSettings(**values)
@@ -464,13 +465,14 @@ def test_evaluate_cli_output_feeds_certify_bound(
         ("top_k_error", None, 1),
         ("top_k_error", None, 5),
     ]
-    # the same run as a library call gives the same numbers
+    # the same run as a library call gives the same numbers (the same derived seed)
     record = risk.evaluate(
         toy[0],
         shards,
-        EvaluationSettings(chunk_tokens=32, samples=6, alphas=(0.01, 0.1), top_k=(1, 5), seed=0),
+        EvaluationSettings(chunk_tokens=32, samples=6, alphas=(0.01, 0.1), top_k=(1, 5)),
         bos_token_id=tokenizer.bos_token_id,
     )
+    assert document["sampling"]["seed"] == record.sampling.seed
     assert [m["sample_mean"] for m in document["metrics"]] == pytest.approx(
         [m.sample_mean for m in record.metrics], rel=1e-6
     )
@@ -525,7 +527,7 @@ def test_golden_risk_json_reads_validates_and_writes_back_identically() -> None:
     broken = {**document, "metrics": [{**document["metrics"][0], "alpha": 1.5}]}
     with pytest.raises(InvalidInputError, match="risk"):
         risk.risk_from_dict(broken)
-    newer = {**document, "evaluation": {"format_version": 2}}
+    newer = {**document, "evaluation": {"format_version": 3}}
     with pytest.raises(InvalidInputError):
         risk.risk_from_dict(newer)
 
@@ -570,3 +572,181 @@ def test_automatic_gpu_batch_halves_on_out_of_memory() -> None:
 
     with pytest.raises(EvaluationError, match="does not fit"):
         _probe_batch_tokens(NothingFits(), 100, 400)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- version 2
+
+
+class ArrayDocuments(ArrayShards):
+    """In-memory documents with the interface of format-2 token shards."""
+
+    def __init__(self, documents: list[np.ndarray]) -> None:
+        super().__init__(np.concatenate(documents))
+        self.ends = np.cumsum([len(document) for document in documents]).astype(np.uint64)
+        self.documents = [np.asarray(document, dtype=np.int64) for document in documents]
+        self.record = DatasetRecord(
+            source="memory",
+            revision="none",
+            tokenizer_sha256="1" * 64,
+            n_tokens=len(self.tokens),
+            documents=len(documents),
+            shards_sha256="0" * 64,
+            documents_sha256="2" * 64,
+        )
+
+    def document_ends(self) -> np.ndarray:
+        return self.ends
+
+
+@pytest.fixture(scope="module")
+def documents() -> ArrayDocuments:
+    generator = np.random.default_rng(11)
+    lengths = [5, 61, 24, 130, 1, 47]
+    return ArrayDocuments([generator.integers(0, 384, size=length) for length in lengths])
+
+
+def naive_v2_chunk(
+    model: Any, document: np.ndarray, chunk: int, config: EvaluationSettings, bos: int
+) -> np.ndarray:
+    """Per-token [losses..., squares...] of chunk ``chunk`` of one document, in float64."""
+    start = chunk * config.chunk_tokens
+    stop = min(start + config.chunk_tokens, len(document))
+    context_start = max(0, start - config.context_tokens)
+    ids = torch.tensor([[bos, *document[context_start:stop].tolist()]])
+    with torch.no_grad():
+        logits = model(ids).logits[0].double()
+    probabilities = torch.softmax(logits, dim=-1)
+    vocab = logits.shape[-1]
+    rows = []
+    for position in range(start - context_start, stop - context_start):
+        target = int(ids[0, position + 1])
+        p = probabilities[position]
+        losses, centres = [], []
+        for a in config.alphas:
+            losses.append(-math.log2((1 - a) * float(p[target]) + a / vocab))
+            centres.append(float(-(p * torch.log2((1 - a) * p + a / vocab)).sum()))
+        others = int((logits[position] >= logits[position, target]).sum()) - 1
+        ordered = torch.sort(p, descending=True).values
+        for k in config.top_k:
+            losses.append(float(others >= k))
+            centres.append(float(1.0 - ordered[:k].sum()))
+        squares = [(loss - centre) ** 2 for loss, centre in zip(losses, centres, strict=True)]
+        rows.append(losses + squares)
+    return np.array(rows).T
+
+
+def test_version_2_exhaustive_matches_a_naive_reference(
+    toy: tuple[Any, Any, Path], documents: ArrayDocuments
+) -> None:
+    """Chunks aligned with documents, context within the document, ties against the
+    model, centres and squares: R-hat and V-hat equal a float64 reference."""
+    model, tokenizer, _ = toy
+    config = settings(bound_version=2, exhaustive=True, chunk_tokens=16, context_tokens=8)
+    record = risk.evaluate(model, documents, config, bos_token_id=tokenizer.bos_token_id)
+    per_token = np.concatenate(
+        [
+            naive_v2_chunk(model, document, chunk, config, tokenizer.bos_token_id)
+            for document in documents.documents
+            for chunk in range(-(-len(document) // config.chunk_tokens))
+        ],
+        axis=1,
+    )
+    expected = per_token.mean(axis=1)
+    statements = len(config.alphas) + len(config.top_k)
+    assert record.bound_version == 2 and record.tokens_scored == documents.n_tokens
+    for column, metric in enumerate(record.metrics):
+        assert metric.sample_mean == pytest.approx(expected[column], rel=2e-5, abs=1e-6)
+        assert metric.square_mean == pytest.approx(
+            expected[statements + column], rel=2e-4, abs=1e-5
+        )
+    # the centres make q small against the loss's own spread (a calibrated-ish model)
+    bits = record.metrics[0]
+    assert bits.square_mean is not None and bits.square_variance is not None
+
+
+def test_version_2_sample_uses_the_certification_child_stream(
+    toy: tuple[Any, Any, Path], documents: ArrayDocuments
+) -> None:
+    from certify.data.windows import sample_document_chunks
+    from certify.streams import Stream, child_generator
+
+    model, tokenizer, _ = toy
+    config = settings(bound_version=2, chunk_tokens=16, samples=9, seed=5)
+    record = risk.evaluate(model, documents, config, bos_token_id=tokenizer.bos_token_id)
+    pairs = sample_document_chunks(documents.ends, 16, 9, child_generator(5, Stream.CERTIFICATION))
+    draws = np.array(
+        [
+            naive_v2_chunk(model, documents.documents[d], c, config, tokenizer.bos_token_id).mean(
+                axis=1
+            )
+            for d, c in pairs.tolist()
+        ]
+    )
+    statements = len(config.alphas) + len(config.top_k)
+    for column, metric in enumerate(record.metrics):
+        assert metric.sample_mean == pytest.approx(draws[:, column].mean(), rel=2e-5, abs=1e-6)
+        assert metric.sample_variance == pytest.approx(
+            draws[:, column].var(ddof=1), rel=1e-3, abs=1e-6
+        )
+        assert metric.square_variance == pytest.approx(
+            draws[:, statements + column].var(ddof=1), rel=2e-3, abs=1e-5
+        )
+    assert record.sampling.stream == "certification" and record.sampling.seed == 5
+    search = risk.evaluate(
+        model,
+        documents,
+        settings(bound_version=2, chunk_tokens=16, samples=9, seed=5, stream="search"),
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    assert values(search) != values(record)  # another, independent sample
+
+
+def test_default_seed_is_derived_from_the_inputs(
+    toy: tuple[Any, Any, Path], documents: ArrayDocuments
+) -> None:
+    from certify.streams import derive_seed
+
+    model, tokenizer, _ = toy
+    config = settings(bound_version=2, chunk_tokens=16, samples=4, seed=None)
+    record = risk.evaluate(
+        model, documents, config, bos_token_id=tokenizer.bos_token_id, model_identity="f" * 64
+    )
+    inputs = record.sampling.seed_inputs
+    assert inputs is not None and inputs["artifact_sha256"] == "f" * 64
+    assert inputs["samples"] == 4 and inputs["chunk_tokens"] == 16
+    assert record.sampling.seed == derive_seed(inputs)
+
+
+def test_constant_logits_give_top_k_error_one_under_version_2() -> None:
+    from certify.risk.scoring import TokenRules, scores_from_logits
+
+    logits = torch.zeros((3, 10))
+    targets = torch.tensor([0, 4, 9])
+    rules = TokenRules(ties_count_against=True, centre_alphas=(0.5,), centre_ks=(1, 3))
+    scores = scores_from_logits(logits, targets, rules)
+    assert scores.rank.tolist() == [9, 9, 9]  # every other token ties with the target
+    assert risk.topk_errors(scores.rank.numpy(), (1, 9)).tolist() == [[1, 1, 1], [1, 1, 1]]
+    assert scores.centres is not None
+    # uniform p: expected smoothed bits = log2 V for any α; mass outside top-k = 1 − k/V
+    assert scores.centres[:, 0].tolist() == pytest.approx([math.log2(10)] * 3)
+    assert scores.centres[:, 1].tolist() == pytest.approx([0.9] * 3)
+    assert scores.centres[:, 2].tolist() == pytest.approx([0.7] * 3)
+    old_rank = risk.logprob_and_rank_from_logits(logits, targets)[1]
+    assert old_rank.tolist() == [0, 0, 0]  # version 1: ties favour the target
+
+
+def test_sliced_centres_equal_full_centres() -> None:
+    from certify.risk.scoring import TokenRules, scores_from_logits
+
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn((40, 700), generator=generator) * 3
+    logits[:, 5] = logits[:, 6]  # a tie
+    targets = torch.randint(0, 700, (40,), generator=generator)
+    targets[0] = 5
+    rules = TokenRules(ties_count_against=True, centre_alphas=(0.001, 0.5), centre_ks=(1, 10))
+    full = scores_from_logits(logits, targets, rules)
+    sliced = scores_from_logits(logits, targets, rules, vocab_slice=64, logit_elements=64 * 8)
+    assert torch.equal(full.rank, sliced.rank)
+    assert torch.allclose(full.logprob, sliced.logprob, atol=1e-5)
+    assert full.centres is not None and sliced.centres is not None
+    assert torch.allclose(full.centres, sliced.centres, rtol=1e-5, atol=1e-6)

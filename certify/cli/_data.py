@@ -248,7 +248,12 @@ def evaluate_command(
     exhaustive: bool = typer.Option(
         False, "--exhaustive", help="Evaluate every chunk once instead of sampling."
     ),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the chunk sampler."),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        min=0,
+        help="Seed of the chunk sample (default: derived from the model, data, S, P and s).",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cuda, cuda:N, mps or cpu."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16, float16 or float32."),
     batch_size: str = typer.Option(

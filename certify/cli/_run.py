@@ -231,7 +231,12 @@ def run_command(
     exhaustive: bool = typer.Option(
         False, "--exhaustive", help="Score every chunk (no sampling term)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the chunk sample."),
+    seed: int | None = typer.Option(
+        None,
+        "--seed",
+        min=0,
+        help="Seed of the chunk sample (default: derived from the model, data, S, P and s).",
+    ),
     max_documents: int | None = typer.Option(
         None, "--max-documents", help="Read only the first N documents of the dataset."
     ),

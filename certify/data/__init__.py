@@ -42,8 +42,11 @@ from certify.errors import DataError, InvalidInputError, ModelError
 from certify.records import DatasetRecord, DataSource, to_dict
 
 FORMAT_NAME = "certify-token-shards"
-FORMAT_VERSION = 1
+#: 2 adds ``document_ends`` (version-2 windows are aligned with documents); 1 still opens
+FORMAT_VERSION = 2
 INDEX_NAME = "index.json"
+#: cumulative end offsets of the documents, one little-endian uint64 each (format 2)
+DOCUMENTS_NAME = "documents.bin"
 SHARD_PATTERN = "tokens-{:05d}.bin"
 #: default shard size: 2**27 tokens (256 MiB as uint16, 512 MiB as uint32)
 DEFAULT_MAX_SHARD_TOKENS = 1 << 27
@@ -189,6 +192,7 @@ def _record_of(index: dict[str, Any]) -> DatasetRecord:
         documents=index["documents"],
         shards_sha256=index["shards_sha256"],
         max_documents=index["max_documents"],
+        documents_sha256=(index.get("document_ends") or {}).get("sha256"),
     )
 
 
@@ -207,6 +211,8 @@ class TokenShards:
     _offsets: np.ndarray = field(repr=False, compare=False)
     #: True when tokenize_source found these shards already made and left them untouched
     reused: bool = field(default=False, compare=False)
+    #: cumulative end offset of every document (format 2), None for format-1 shards
+    _document_ends: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_tokens(self) -> int:
@@ -222,6 +228,19 @@ class TokenShards:
     def eos_token_id(self) -> int:
         """The EOS id that ends every document."""
         return int(self.index["eos_token_id"])
+
+    def document_ends(self) -> np.ndarray:
+        """End offset (exclusive) of every document in the stream (uint64, read-only).
+
+        Raises DataError for shards of format 1, which did not record documents.
+        """
+        if self._document_ends is None:
+            raise DataError(
+                f"the shards in {self.directory} are of format 1 and do not record where "
+                "documents end, which version-2 chunks need",
+                hint="tokenize the source again (certify tokenize, or delete the cache folder)",
+            )
+        return self._document_ends
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Tokens [start, stop) of the stream as a new int64 array."""
@@ -309,7 +328,41 @@ def open_shards(directory: str | Path, *, verify_contents: bool = True) -> Token
         record=_record_of(index),
         _arrays=tuple(arrays),
         _offsets=offsets,
+        _document_ends=_open_document_ends(folder, index, verify_contents),
     )
+
+
+def _open_document_ends(
+    folder: Path, index: dict[str, Any], verify_contents: bool
+) -> np.ndarray | None:
+    """The documents' end offsets of a format-2 folder, checked; None for format 1."""
+    entry = index.get("document_ends")
+    if entry is None:
+        return None
+    path = folder / entry["file"]
+    documents = int(index["documents"])
+    try:
+        size_bytes = path.stat().st_size
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror}") from None
+    if size_bytes != 8 * documents:
+        raise DataError(
+            f"{path} has {size_bytes} bytes, expected {8 * documents} (one uint64 per document)",
+            hint="make the shards again",
+        )
+    if verify_contents and file_sha256(path) != entry["sha256"]:
+        raise DataError(f"{path} does not match its sha256 in {INDEX_NAME}")
+    ends = np.memmap(path, dtype="<u8", mode="r", shape=(documents,))
+    if (
+        int(ends[-1]) != int(index["n_tokens"])
+        or not bool(np.all(np.diff(ends) > 0))
+        or ends[0] < 1
+    ):
+        raise DataError(
+            f"{path}: document ends must rise strictly and end at n = {index['n_tokens']}",
+            hint="make the shards again",
+        )
+    return ends
 
 
 def is_shard_dir(path: str | Path) -> bool:
@@ -825,8 +878,11 @@ def _write_shards(
     if max_documents is not None:
         total = min(total, max_documents) if total else max_documents
     writer = _ShardWriter(out, dtype, max_shard_tokens)
+    ends_temp = temp_path(out / DOCUMENTS_NAME)
+    ends_digest = hashlib.sha256()
     documents = 0
     text_tokens = 0
+    ends_file = open(ends_temp, "wb")  # noqa: SIM115  (closed below, also on error)
     try:
         stream = concrete.documents()
         if max_documents is not None:
@@ -845,7 +901,11 @@ def _write_shards(
                     f"{vocab_size}",
                     hint="the tokenizer's length does not cover its ids",
                 )
+            ends = writer.n_tokens + np.cumsum([len(item) + 1 for item in ids], dtype=np.int64)
             writer.write(flat)
+            block = ends.astype("<u8").tobytes()
+            ends_file.write(block)
+            ends_digest.update(block)
             documents += len(ids)
             text_tokens += batch_text_tokens
             if progress is not None:
@@ -861,8 +921,15 @@ def _write_shards(
                 hint="check --text-column",
             )
         shards = writer.finish()
+        ends_file.flush()
+        os.fsync(ends_file.fileno())
+        ends_file.close()
+        os.replace(ends_temp, out / DOCUMENTS_NAME)
     except BaseException:
         writer.abort()
+        if not ends_file.closed:
+            ends_file.close()
+        ends_temp.unlink(missing_ok=True)
         raise
     index = {
         "format": FORMAT_NAME,
@@ -873,6 +940,7 @@ def _write_shards(
         "byte_order": "little",
         "shards": shards,
         "shards_sha256": combine_shard_hashes([shard["sha256"] for shard in shards]),
+        "document_ends": {"file": DOCUMENTS_NAME, "sha256": ends_digest.hexdigest()},
         "tokenizer_sha256": tokenizer_hash,
         "vocab_size": vocab_size,
         "eos_token_id": eos,
@@ -912,6 +980,9 @@ def _reuse_shards(source: Path, out: Path, tokenizer: Any) -> TokenShards:
     (out / INDEX_NAME).unlink(missing_ok=True)
     for shard in shards.index["shards"]:
         copy_atomic(source / shard["file"], out / shard["file"])
+    if "document_ends" in shards.index:
+        name = shards.index["document_ends"]["file"]
+        copy_atomic(source / name, out / name)
     write_json_atomic(out / INDEX_NAME, shards.index)
     return open_shards(out)
 

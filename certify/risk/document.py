@@ -9,8 +9,9 @@ from certify._version import __version__
 from certify.errors import InvalidInputError
 from certify.records import DatasetRecord, MetricSample, RiskRecord, SamplingRecord, to_dict
 
-#: version of the risk JSON (``risk_to_dict``), stored as ``evaluation.format_version``
-RISK_FORMAT_VERSION = 1
+#: version of the risk JSON (``risk_to_dict``), stored as ``evaluation.format_version``; it
+#: is the DESIGN.md version whose token rules were used (1 is still read)
+RISK_FORMAT_VERSION = 2
 
 
 def risk_to_dict(risk: RiskRecord) -> dict[str, Any]:
@@ -31,6 +32,8 @@ def risk_to_dict(risk: RiskRecord) -> dict[str, Any]:
             sample_variance=metric.sample_variance,
             samples=metric.samples,
         )
+        if metric.square_mean is not None:
+            entry.update(square_mean=metric.square_mean, square_variance=metric.square_variance)
         metrics.append(entry)
     result: dict[str, Any] = {
         "kind": "risk",
@@ -45,7 +48,7 @@ def risk_to_dict(risk: RiskRecord) -> dict[str, Any]:
         "dtype": risk.dtype,
         "tokens_scored": risk.tokens_scored,
         "seconds": risk.seconds,
-        "evaluation": {"format_version": RISK_FORMAT_VERSION},
+        "evaluation": {"format_version": risk.bound_version},
     }
     if risk.data is not None:
         result["data"] = to_dict(risk.data)
@@ -67,13 +70,7 @@ def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
     """Inverse of :func:`risk_to_dict`; validates against the schema first."""
     validate_risk(document)
     try:
-        version = document.get("evaluation", {}).get("format_version", RISK_FORMAT_VERSION)
-        if version != RISK_FORMAT_VERSION:
-            raise InvalidInputError(
-                f"risk format version {version} is not supported; expected "
-                f"{RISK_FORMAT_VERSION} (re-run certify evaluate)",
-                field="evaluation.format_version",
-            )
+        version = int(document["evaluation"]["format_version"])
         metrics = tuple(
             MetricSample(
                 name=entry["name"],
@@ -82,6 +79,8 @@ def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
                 samples=int(entry["samples"]),
                 alpha=float(entry["alpha"]) if entry.get("alpha") is not None else None,
                 k=int(entry["k"]) if entry.get("k") is not None else None,
+                square_mean=_optional_float(entry.get("square_mean")),
+                square_variance=_optional_float(entry.get("square_variance")),
             )
             for entry in document["metrics"]
         )
@@ -96,6 +95,8 @@ def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
                 method=sampling["method"],
                 samples=int(sampling["samples"]),
                 seed=int(sampling["seed"]),
+                seed_inputs=sampling.get("seed_inputs"),
+                stream=sampling.get("stream"),
             ),
             metrics=metrics,
             device=str(document["device"]),
@@ -103,9 +104,14 @@ def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
             tokens_scored=int(document["tokens_scored"]),
             seconds=float(document["seconds"]),
             data=DatasetRecord(**data) if data is not None else None,
+            bound_version=version,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise InvalidInputError(
             f"not a risk document ({type(error).__name__}: {error}); "
             "expected the JSON written by certify evaluate"
         ) from error
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

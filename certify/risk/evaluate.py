@@ -23,7 +23,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from certify.data import all_chunks, check_tokenizer, sample_chunks
-from certify.data.windows import TokenSource, stream_windows, windows_sha256
+from certify.data.windows import (
+    DocumentSource,
+    TokenSource,
+    all_document_chunks,
+    document_windows,
+    sample_document_chunks,
+    stream_windows,
+    windows_sha256,
+)
 from certify.errors import DataError, EvaluationError, InvalidInputError
 from certify.records import (
     EvaluationSettings,
@@ -41,12 +49,15 @@ from certify.risk.checkpoint import (
 from certify.risk.scoring import (
     CPU_LOGIT_ELEMENTS,
     GPU_LOGIT_ELEMENTS,
+    V1_RULES,
     Scorer,
+    TokenRules,
     max_positions,
     model_fingerprint,
     smoothed_bits,
     topk_errors,
 )
+from certify.streams import Stream, child_generator, derive_seed
 
 __all__ = [
     "CPU_BATCH_TOKENS",
@@ -118,7 +129,7 @@ def _check_inputs(model: Any, source: TokenSource, settings: EvaluationSettings)
     n_tokens = int(source.n_tokens)
     if n_tokens == 0:
         raise DataError("the dataset has no tokens; tokenize a non-empty source")
-    if n_tokens < settings.chunk_tokens:
+    if settings.bound_version == 1 and n_tokens < settings.chunk_tokens:
         raise DataError(
             f"the dataset has {n_tokens} tokens, fewer than one chunk of "
             f"{settings.chunk_tokens}; use --chunk-tokens {n_tokens} or less, or more data"
@@ -137,18 +148,60 @@ def _check_window_fits(model: Any, settings: EvaluationSettings) -> None:
         )
 
 
-def _draw(source: TokenSource, settings: EvaluationSettings) -> tuple[Any, int]:
-    """(windows, draws): every chunk once, or ``samples`` chunks ∝ length, sorted by chunk."""
-    n_tokens = int(source.n_tokens)
-    if settings.exhaustive:
-        chunks = all_chunks(n_tokens, settings.chunk_tokens)
-    else:
-        chunks = sample_chunks(n_tokens, settings.chunk_tokens, settings.samples, settings.seed)
-    # observations in chunk order: the order statistics are summed in (float rounding)
-    chunks = np.sort(np.asarray(chunks, dtype=np.int64), kind="stable")
-    return stream_windows(source, chunks, settings.chunk_tokens, settings.context_tokens), int(
-        chunks.size
+def rules_for(settings: EvaluationSettings) -> TokenRules:
+    """The token rules of ``settings.bound_version`` (version 2 computes the centres)."""
+    if settings.bound_version == 1:
+        return V1_RULES
+    return TokenRules(
+        ties_count_against=True, centre_alphas=settings.alphas, centre_ks=settings.top_k
     )
+
+
+def _seed(
+    settings: EvaluationSettings, model_identity: str, source: TokenSource
+) -> tuple[int, dict[str, Any] | None]:
+    """(seed, what it was derived from): the given seed, else one fixed by the inputs."""
+    if settings.seed is not None:
+        return settings.seed, None
+    inputs = {
+        "artifact_sha256": model_identity,
+        "data_sha256": source.record.shards_sha256,
+        "documents_sha256": source.record.documents_sha256,
+        "chunk_tokens": settings.chunk_tokens,
+        "context_tokens": settings.context_tokens,
+        "samples": None if settings.exhaustive else settings.samples,
+    }
+    return derive_seed(inputs), inputs
+
+
+def _draw(source: TokenSource, settings: EvaluationSettings, seed: int) -> tuple[Any, int]:
+    """(windows, draws): every chunk once, or ``samples`` chunks ∝ length, sorted by chunk.
+
+    Observations are numbered in chunk order: the order statistics are summed in.
+    """
+    size, context = settings.chunk_tokens, settings.context_tokens
+    if settings.bound_version == 1:
+        n_tokens = int(source.n_tokens)
+        if settings.exhaustive:
+            chunks = all_chunks(n_tokens, size)
+        else:
+            chunks = sample_chunks(n_tokens, size, settings.samples, seed)
+        chunks = np.sort(np.asarray(chunks, dtype=np.int64), kind="stable")
+        return stream_windows(source, chunks, size, context), int(chunks.size)
+    if not isinstance(source, DocumentSource):
+        raise DataError(
+            "version-2 chunks are aligned with documents, and this token source does not "
+            "say where its documents end",
+            hint="tokenize the source again (token shards of format 2)",
+        )
+    ends = source.document_ends()
+    if settings.exhaustive:
+        pairs = all_document_chunks(ends, size)
+    else:
+        stream = Stream.SEARCH if settings.stream == "search" else Stream.CERTIFICATION
+        pairs = sample_document_chunks(ends, size, settings.samples, child_generator(seed, stream))
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    return document_windows(source, pairs, size, context), int(pairs.shape[0])
 
 
 # --------------------------------------------------------------------------- plan
@@ -250,16 +303,16 @@ def _describe(chunk_id: np.ndarray, chunk_tokens: int, scored: int) -> str:
 
 def _chunk_results(
     batch: Sequence[_Chunk],
-    logprob: np.ndarray,
-    rank: np.ndarray,
+    scores: Any,
     settings: EvaluationSettings,
     vocab_size: int,
     windows: WindowSource,
 ) -> list[list[float]]:
-    """Per chunk: [scored tokens, sum of bits per α..., sum of top-k errors per k...]."""
+    """Per chunk: [scored tokens, sum of bits per α..., sum of top-k errors per k...,
+    then (version 2) the sums of q = (loss − centre)² in the same order]."""
     length = batch[0].scored
-    logprob = logprob.reshape(len(batch), length)
-    rank = rank.reshape(len(batch), length)
+    logprob = scores.logprob.float().cpu().numpy().reshape(len(batch), length)
+    rank = scores.rank.cpu().numpy().reshape(-1)
     finite = np.isfinite(logprob).all(axis=1)
     if not finite.all():
         bad = batch[int(np.argmin(finite))]
@@ -268,14 +321,17 @@ def _chunk_results(
             f"{where} gave non-finite log-probabilities; the weights or the dtype "
             "overflow (try --dtype float32)"
         )
-    bits = smoothed_bits(logprob.reshape(-1), settings.alphas, vocab_size)
-    errors = topk_errors(rank.reshape(-1), settings.top_k)
-    bit_sums = bits.reshape(len(settings.alphas), len(batch), length).sum(axis=2)
-    error_sums = errors.reshape(len(settings.top_k), len(batch), length).sum(axis=2)
-    return [
-        [float(length), *bit_sums[:, row].tolist(), *error_sums[:, row].tolist()]
-        for row in range(len(batch))
-    ]
+    losses = np.concatenate(
+        [
+            smoothed_bits(logprob.reshape(-1), settings.alphas, vocab_size),
+            topk_errors(rank, settings.top_k),
+        ]
+    )  # [statements, tokens]
+    if scores.centres is not None:
+        centres = scores.centres.cpu().numpy().T  # [statements, tokens], float64
+        losses = np.concatenate([losses, (losses - centres) ** 2])
+    sums = losses.reshape(losses.shape[0], len(batch), length).sum(axis=2)
+    return [[float(length), *sums[:, row].tolist()] for row in range(len(batch))]
 
 
 def _batch_inputs(
@@ -324,19 +380,12 @@ def _score_batches(
                 if all(chunk.key in done for chunk in batch):
                     continue
                 inputs, targets = _batch_inputs(batch, windows, bos_token_id, scorer.vocab_size)
-                logprob, ranks = scorer.score(
+                scores = scorer.score(
                     torch.from_numpy(inputs).to(scorer.input_device),
                     batch[0].context,
                     torch.from_numpy(targets).to(scorer.input_device),
                 )
-                results = _chunk_results(
-                    batch,
-                    logprob.float().cpu().numpy(),
-                    ranks.cpu().numpy(),
-                    settings,
-                    scorer.vocab_size,
-                    windows,
-                )
+                results = _chunk_results(batch, scores, settings, scorer.vocab_size, windows)
                 on_batch(batch, results)
     finally:
         if was_training:
@@ -379,7 +428,12 @@ def score_windows(
     chunks, window_keys = _distinct_chunks(windows)
     device = str(model.get_input_embeddings().weight.device)
     on_gpu = not device.startswith("cpu")
-    scorer = Scorer(model, GPU_LOGIT_ELEMENTS if on_gpu else CPU_LOGIT_ELEMENTS, vocab_slice)
+    scorer = Scorer(
+        model,
+        GPU_LOGIT_ELEMENTS if on_gpu else CPU_LOGIT_ELEMENTS,
+        vocab_slice,
+        rules_for(settings),
+    )
     rank, world = _distributed()
 
     path, key, batch_tokens, done = _resume(
@@ -465,7 +519,9 @@ def aggregate(
     A window's value is its chunk's mean loss; an observation's value is the mean of its
     windows' values (one window each in exact mode); the mean and the unbiased variance
     run over observations, in index order. Exhaustive: the mean is token-weighted (the
-    dataset's risk R̂ over its n tokens); the variance is that of the chunk means.
+    dataset's risk R̂ over its n tokens); the variance is that of the chunk means. Rows
+    with twice as many sums also carry the sums of q = (loss − centre)², whose
+    statistics become ``square_mean`` and ``square_variance`` (version 2).
 
     >>> import numpy as np
     >>> rows = np.array([[2.0, 4.0], [4.0, 4.0]])
@@ -474,6 +530,8 @@ def aggregate(
     >>> [(m.sample_mean, m.sample_variance) for m in metrics]
     [(1.5, 0.5)]
     """
+    names = _metric_names(settings)
+    squares = rows.shape[1] - 1 == 2 * len(names)
     means = rows[:, 1:] / rows[:, [0]]
     observation = np.asarray(observation, dtype=np.int64)
     count = int(observation.max()) + 1 if observation.size else 0
@@ -486,11 +544,12 @@ def aggregate(
         / windows_per[:, None]
     )
     samples = int(values.shape[0])
-    if settings.exhaustive:  # token-weighted, i.e. R-hat over the whole stream
+    if settings.exhaustive:  # token-weighted, i.e. R-hat (and V-hat) over the whole stream
         centre = rows[:, 1:].sum(axis=0) / float(n_tokens)
     else:
         centre = values.mean(axis=0)
     variance = values.var(axis=0, ddof=1) if samples > 1 else np.zeros(values.shape[1])
+    offset = len(names)
     return tuple(
         MetricSample(
             name=name,  # type: ignore[arg-type]
@@ -499,8 +558,10 @@ def aggregate(
             samples=samples,
             alpha=alpha,
             k=k,
+            square_mean=float(centre[offset + column]) if squares else None,
+            square_variance=float(variance[offset + column]) if squares else None,
         )
-        for column, (name, alpha, k) in enumerate(_metric_names(settings))
+        for column, (name, alpha, k) in enumerate(names)
     )
 
 
@@ -531,7 +592,9 @@ def evaluate(
     if tokenizer is not None:
         check_tokenizer(shards, tokenizer)  # type: ignore[arg-type]
     n_tokens = _check_inputs(model, shards, settings)
-    windows, draws = _draw(shards, settings)
+    identity = model_identity or model_fingerprint(model)
+    seed, seed_inputs = _seed(settings, identity, shards)
+    windows, draws = _draw(shards, settings, seed)
     scored = score_windows(
         model,
         windows,
@@ -540,9 +603,10 @@ def evaluate(
         data_sha256=shards.record.shards_sha256,
         progress=progress,
         checkpoint_path=checkpoint_path,
-        model_identity=model_identity,
+        model_identity=identity,
         vocab_slice=vocab_slice,
     )
+    version_2 = settings.bound_version >= 2
     return RiskRecord(
         vocab_size=scored.vocab_size,
         n_tokens=n_tokens,
@@ -551,7 +615,9 @@ def evaluate(
         sampling=SamplingRecord(
             method="exhaustive" if settings.exhaustive else "length_proportional_with_replacement",
             samples=draws,
-            seed=settings.seed,
+            seed=seed,
+            seed_inputs=seed_inputs,
+            stream=settings.stream if version_2 else None,
         ),
         metrics=aggregate(scored.rows, windows.observation, settings, n_tokens=n_tokens),
         device=scored.device,
@@ -559,4 +625,5 @@ def evaluate(
         tokens_scored=scored.tokens_scored,
         seconds=scored.seconds,
         data=shards.record,
+        bound_version=settings.bound_version,
     )

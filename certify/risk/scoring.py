@@ -19,10 +19,11 @@ command line) stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -43,8 +44,43 @@ MIN_ROWS_PER_BLOCK = 64
 _MAX_EXACT_SLICE = 1 << 24
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenRules:
+    """How each token is scored: the rules of one version of DESIGN.md "The bound".
+
+    ``ties_count_against``: the rank counts the *other* entries whose logit is ≥ the
+    target's (version 2: a constant predictor has top-k error 1), instead of the entries
+    strictly greater (version 1: ties favour the target). ``centre_alphas`` and
+    ``centre_ks``: also compute, from the context alone, each statement's centre Y
+    (version 2): for bits at α the model's expected smoothed loss
+    −Σ_y p(y)·log2((1−α)p(y) + α/V), for top-k error the mass outside its k most likely
+    tokens.
+    """
+
+    ties_count_against: bool = True
+    centre_alphas: tuple[float, ...] = ()
+    centre_ks: tuple[int, ...] = ()
+
+    @property
+    def centres(self) -> int:
+        """Number of centres per token (one per α, then one per k)."""
+        return len(self.centre_alphas) + len(self.centre_ks)
+
+
+#: version 1: ties favour the target, no centres
+V1_RULES = TokenRules(ties_count_against=False)
+
+
+class TokenScores(NamedTuple):
+    """Per scored token: log p(target) (float32), rank (int64), centres ``[N, C]`` (float64)."""
+
+    logprob: torch.Tensor
+    rank: torch.Tensor
+    centres: torch.Tensor | None
+
+
 class _Workspace:
-    """Two reusable float32 buffers of ``rows x width``: fresh logits, and comparisons.
+    """Two reusable float32 buffers of ``rows x width``: fresh logits, and scratch.
 
     Reusing them for every block avoids allocating (and page-faulting) tens of MB per
     operation, which dominates the CPU time of the log-softmax otherwise.
@@ -60,33 +96,97 @@ class _Workspace:
         return buffer[: rows * width].view(rows, width)
 
 
-def _stream_logprob_and_rank(
+def _count_at_least(
+    logits: torch.Tensor, target_logit: torch.Tensor, flags: torch.Tensor, against: bool
+) -> torch.Tensor:
+    """Entries whose logit is ≥ the target's when ``against`` (the target itself included),
+    else strictly >; the caller subtracts the target once."""
+    import torch
+
+    compare = torch.ge if against else torch.gt
+    return compare(logits, target_logit, out=flags).sum(dim=-1).long()
+
+
+class _Centres:
+    """Accumulates the centres over vocabulary slices of probabilities (float64 sums)."""
+
+    def __init__(self, rules: TokenRules, rows: int, vocab_size: int, device: Any) -> None:
+        import torch
+
+        self.rules = rules
+        self.vocab_size = vocab_size
+        self.entropy = torch.zeros(
+            (rows, len(rules.centre_alphas)), dtype=torch.float64, device=device
+        )
+        self.top_k = max(rules.centre_ks, default=0)
+        self.best: torch.Tensor | None = None
+
+    def add(self, probabilities: torch.Tensor, scratch: torch.Tensor) -> None:
+        """Take one slice of probabilities ``[rows, width]`` (``scratch`` is overwritten)."""
+        import torch
+
+        for column, alpha in enumerate(self.rules.centre_alphas):
+            # p · ln((1−α)p + α/V); the mixture is ≥ α/V > 0, so the log is finite
+            torch.mul(probabilities, 1.0 - alpha, out=scratch)
+            scratch.add_(alpha / self.vocab_size).log_().mul_(probabilities)
+            self.entropy[:, column] += scratch.sum(dim=-1, dtype=torch.float64)
+        if self.top_k:
+            keep = min(self.top_k, int(probabilities.shape[1]))
+            top = torch.topk(probabilities, keep, dim=-1, sorted=False).values
+            if self.best is not None:
+                top = torch.cat([self.best, top], dim=1)
+                top = torch.topk(top, min(self.top_k, int(top.shape[1])), dim=-1).values
+            self.best = top
+
+    def result(self) -> torch.Tensor:
+        """``[rows, C]`` float64: expected smoothed bits per α, then mass outside top-k."""
+        import torch
+
+        columns = [-self.entropy / math.log(2.0)]
+        if self.rules.centre_ks:
+            assert self.best is not None
+            ordered = torch.sort(self.best.double(), dim=-1, descending=True).values
+            cumulative = ordered.cumsum(dim=-1)
+            for k in self.rules.centre_ks:
+                inside = cumulative[:, min(k, int(cumulative.shape[1])) - 1]
+                columns.append((1.0 - inside).clamp_(min=0.0)[:, None])
+        return torch.cat(columns, dim=1)
+
+
+def _stream_scores(
     columns: Callable[[int, int, torch.Tensor], torch.Tensor],
     targets: torch.Tensor,
     vocab_size: int,
     vocab_slice: int,
     workspace: _Workspace,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Target log-probability and rank from logits produced slice by slice.
+    rules: TokenRules,
+) -> TokenScores:
+    """Target log-probability, rank and centres from logits produced slice by slice.
 
     ``columns(lo, hi, out)`` writes float32 logits of vocabulary entries ``lo:hi`` of
     every row into ``out`` (which is then overwritten here). With one slice the logits
     are computed once; with several, a first pass keeps a running log-sum-exp and picks
     the target's logit out of the same numbers the rank is compared against, and a second
-    pass counts strictly greater logits. Counts are sums of 0/1 floats, exact below 2^24.
+    pass counts the entries that beat it (and accumulates the centres). Counts are sums of
+    0/1 floats, exact below 2^24.
     """
     import torch
 
     rows = int(targets.shape[0])
+    centres = _Centres(rules, rows, vocab_size, targets.device) if rules.centres else None
     if vocab_slice >= vocab_size:
         logits = columns(0, vocab_size, workspace.view(workspace.logits, rows, vocab_size))
         target_logit = logits.gather(1, targets[:, None])
-        # rank first: the log-sum-exp below overwrites ``logits``
+        # rank first: the normalisation below overwrites ``logits``
         flags = workspace.view(workspace.flags, rows, vocab_size)
-        rank = torch.gt(logits, target_logit, out=flags).sum(dim=-1)
+        rank = _count_at_least(logits, target_logit, flags, rules.ties_count_against)
+        rank -= int(rules.ties_count_against)  # the target is not "another" token
         peak = logits.amax(dim=-1, keepdim=True)
-        log_normaliser = peak.squeeze(1) + torch.log(logits.sub_(peak).exp_().sum(dim=-1))
-        return target_logit.squeeze(1) - log_normaliser, rank.long()
+        total = logits.sub_(peak).exp_().sum(dim=-1)
+        logprob = target_logit.squeeze(1) - (peak.squeeze(1) + torch.log(total))
+        if centres is not None:
+            centres.add(logits.div_(total[:, None]), flags)
+        return TokenScores(logprob, rank, None if centres is None else centres.result())
     running_max = torch.full((rows,), -math.inf, dtype=torch.float32, device=targets.device)
     running_sum = torch.zeros(rows, dtype=torch.float32, device=targets.device)
     target_logit = torch.zeros(rows, dtype=torch.float32, device=targets.device)
@@ -107,8 +207,13 @@ def _stream_logprob_and_rank(
         hi = min(lo + vocab_slice, vocab_size)
         logits = columns(lo, hi, workspace.view(workspace.logits, rows, hi - lo))
         flags = workspace.view(workspace.flags, rows, hi - lo)
-        rank += torch.gt(logits, target_logit[:, None], out=flags).sum(dim=-1).long()
-    return target_logit - log_normaliser, rank
+        rank += _count_at_least(logits, target_logit[:, None], flags, rules.ties_count_against)
+        if centres is not None:
+            centres.add(logits.sub_(log_normaliser[:, None]).exp_(), flags)
+    rank -= int(rules.ties_count_against)  # the target is not "another" token
+    return TokenScores(
+        target_logit - log_normaliser, rank, None if centres is None else centres.result()
+    )
 
 
 def _block_plan(vocab_size: int, logit_elements: int, vocab_slice: int | None) -> tuple[int, int]:
@@ -130,43 +235,49 @@ def _blocked(
     vocab_slice: int | None,
     logit_elements: int,
     columns_of_block: Callable[[int, int], Callable[[int, int, torch.Tensor], torch.Tensor]],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run :func:`_stream_logprob_and_rank` over row blocks and concatenate."""
+    rules: TokenRules,
+) -> TokenScores:
+    """Run :func:`_stream_scores` over row blocks and concatenate."""
     import torch
 
     rows_per_block, vocab_slice = _block_plan(vocab_size, logit_elements, vocab_slice)
     total_rows = int(targets.shape[0])
     if total_rows == 0:
         empty = torch.zeros(0, device=targets.device)
-        return empty.float(), empty.long()
+        centres = torch.zeros((0, rules.centres), dtype=torch.float64) if rules.centres else None
+        return TokenScores(empty.float(), empty.long(), centres)
     rows_per_block = min(rows_per_block, total_rows)
     workspace = _Workspace(rows_per_block, vocab_slice, targets.device)
-    logprobs, ranks = [], []
-    for start in range(0, total_rows, rows_per_block):
-        stop = min(start + rows_per_block, total_rows)
-        logprob, rank = _stream_logprob_and_rank(
-            columns_of_block(start, stop),
-            targets[start:stop],
+    parts = [
+        _stream_scores(
+            columns_of_block(start, min(start + rows_per_block, total_rows)),
+            targets[start : start + rows_per_block],
             vocab_size,
             vocab_slice,
             workspace,
+            rules,
         )
-        logprobs.append(logprob)
-        ranks.append(rank)
-    return torch.cat(logprobs), torch.cat(ranks)
+        for start in range(0, total_rows, rows_per_block)
+    ]
+    centres = torch.cat([part.centres for part in parts]) if rules.centres else None  # type: ignore[misc]
+    return TokenScores(
+        torch.cat([part.logprob for part in parts]),
+        torch.cat([part.rank for part in parts]),
+        centres,
+    )
 
 
-def logprob_and_rank_from_logits(
+def scores_from_logits(
     logits: torch.Tensor,
     targets: torch.Tensor,
+    rules: TokenRules,
     *,
     vocab_slice: int | None = None,
     logit_elements: int = CPU_LOGIT_ELEMENTS,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Natural-log probability (float32) and rank of ``targets`` under ``logits`` ``[N, V]``.
+) -> TokenScores:
+    """Log-probability, rank and centres of ``targets`` under ``logits`` ``[N, V]``.
 
-    The rank is the number of entries with a strictly greater logit (ties favour the
-    target). The log-softmax runs over row blocks and vocabulary slices in float32.
+    The log-softmax runs over row blocks and vocabulary slices in float32.
     """
 
     def columns_of_block(start: int, stop: int) -> Callable[..., torch.Tensor]:
@@ -175,19 +286,22 @@ def logprob_and_rank_from_logits(
 
         return columns
 
-    return _blocked(targets, int(logits.shape[-1]), vocab_slice, logit_elements, columns_of_block)
+    return _blocked(
+        targets, int(logits.shape[-1]), vocab_slice, logit_elements, columns_of_block, rules
+    )
 
 
-def target_logprob_and_rank(
+def scores_from_hidden(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,
+    rules: TokenRules,
     *,
     bias: torch.Tensor | None = None,
     vocab_slice: int | None = None,
     logit_elements: int = CPU_LOGIT_ELEMENTS,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probability (float32) and rank of ``targets`` from final hidden states.
+) -> TokenScores:
+    """Log-probability, rank and centres of ``targets`` from final hidden states.
 
     ``hidden`` is ``[N, H]``, ``weight`` the output layer ``[V, H]`` (``bias`` ``[V]``).
     Logits are ``hidden @ weight[lo:hi].T`` computed in the model's dtype (as the model's
@@ -211,7 +325,49 @@ def target_logprob_and_rank(
 
         return columns
 
-    return _blocked(targets, int(weight.shape[0]), vocab_slice, logit_elements, columns_of_block)
+    return _blocked(
+        targets, int(weight.shape[0]), vocab_slice, logit_elements, columns_of_block, rules
+    )
+
+
+def logprob_and_rank_from_logits(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    vocab_slice: int | None = None,
+    logit_elements: int = CPU_LOGIT_ELEMENTS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Version-1 log-probability (float32) and rank of ``targets`` under ``logits`` ``[N, V]``.
+
+    The rank is the number of entries with a strictly greater logit (ties favour the
+    target), as version 1 of the bound scored it.
+    """
+    scores = scores_from_logits(
+        logits, targets, V1_RULES, vocab_slice=vocab_slice, logit_elements=logit_elements
+    )
+    return scores.logprob, scores.rank
+
+
+def target_logprob_and_rank(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    bias: torch.Tensor | None = None,
+    vocab_slice: int | None = None,
+    logit_elements: int = CPU_LOGIT_ELEMENTS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Version-1 log-probability and rank of ``targets`` from final hidden states."""
+    scores = scores_from_hidden(
+        hidden,
+        weight,
+        targets,
+        V1_RULES,
+        bias=bias,
+        vocab_slice=vocab_slice,
+        logit_elements=logit_elements,
+    )
+    return scores.logprob, scores.rank
 
 
 def smoothed_bits(logprob_nats: np.ndarray, alphas: Sequence[float], vocab_size: int) -> np.ndarray:
@@ -237,14 +393,17 @@ def topk_errors(rank: np.ndarray, ks: Sequence[int]) -> np.ndarray:
 
 
 class Scorer:
-    """Runs a causal LM on equal-shape batches and returns target log-probs and ranks."""
+    """Runs a causal LM on equal-shape batches and scores the target tokens by ``rules``."""
 
-    def __init__(self, model: Any, logit_elements: int, vocab_slice: int | None) -> None:
+    def __init__(
+        self, model: Any, logit_elements: int, vocab_slice: int | None, rules: TokenRules = V1_RULES
+    ) -> None:
         import torch
 
         self.model = model
         self.logit_elements = logit_elements
         self.vocab_slice = vocab_slice
+        self.rules = rules
         self.input_device = model.get_input_embeddings().weight.device
         head = model.get_output_embeddings()
         base = getattr(model, "base_model", None)
@@ -284,18 +443,19 @@ class Scorer:
 
     def score(
         self, input_ids: torch.Tensor, first_scored: int, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs and ranks of ``targets`` ``[B, L]``, predicted from ``first_scored`` on."""
+    ) -> TokenScores:
+        """Scores of ``targets`` ``[B, L]``, predicted from position ``first_scored`` on."""
         length = int(targets.shape[1])
         if self.use_hidden:
             assert self.head is not None
             hidden = self._hidden(input_ids)[:, first_scored : first_scored + length]
             weight = self.head.weight
             flat = hidden.reshape(-1, hidden.shape[-1]).to(weight.device)
-            return target_logprob_and_rank(
+            return scores_from_hidden(
                 flat,
                 weight,
                 targets.reshape(-1).to(weight.device),
+                self.rules,
                 bias=self.head.bias,
                 vocab_slice=self.vocab_slice,
                 logit_elements=self.logit_elements,
@@ -303,9 +463,10 @@ class Scorer:
         logits = self.model(input_ids=input_ids, use_cache=False).logits
         logits = logits[:, first_scored : first_scored + length]
         flat_logits = logits.reshape(-1, logits.shape[-1])
-        return logprob_and_rank_from_logits(
+        return scores_from_logits(
             flat_logits,
             targets.reshape(-1).to(flat_logits.device),
+            self.rules,
             vocab_slice=self.vocab_slice,
             logit_elements=self.logit_elements,
         )

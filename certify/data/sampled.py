@@ -12,7 +12,7 @@ decided, but every decision is taken in draw order, so a parallel run returns ex
 a serial one does. Drawing stops at the G-th acceptance; D is the number of draws.
 
 A work folder holds a journal (``journal.json``, rewritten atomically) of every tokenized
-unit's token count and of the windows of every accepted draw (``windows/*.npz``), so a run
+unit's token count and of the windows of every accepted draw (``windows/*.npy``), so a run
 stopped by Ctrl-C (or killed) resumes without tokenizing finished units again.
 """
 
@@ -430,7 +430,7 @@ class _UnitStat:
 
 
 class _Journal:
-    """``journal.json`` + ``windows/draw-*.npz`` in a work folder (docs/DATA.md)."""
+    """``journal.json`` + ``windows/draw-*.npy`` in a work folder (docs/DATA.md)."""
 
     def __init__(self, folder: Path | None, key: dict[str, Any], windows_key: dict[str, Any]):
         self.folder = folder
@@ -471,11 +471,10 @@ class _Journal:
             return None
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             return None
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            return tuple(
-                np.asarray(arrays[name], dtype=np.int64)
-                for name in ("tokens", "offsets", "context_tokens", "chunk_ids")
-            )
+        try:
+            return _unpack_windows(np.load(io.BytesIO(data), allow_pickle=False))
+        except (ValueError, OSError):
+            return None
 
     def add_unit(self, unit: int, stat: _UnitStat) -> None:
         if unit not in self.units:
@@ -486,15 +485,9 @@ class _Journal:
         if self.folder is None:
             return
         buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            tokens=windows[0],
-            offsets=windows[1],
-            context_tokens=windows[2],
-            chunk_ids=windows[3],
-        )
+        np.save(buffer, _pack_windows(windows), allow_pickle=False)
         data = buffer.getvalue()
-        name = f"{WINDOWS_DIR}/draw-{draw:09d}.npz"
+        name = f"{WINDOWS_DIR}/draw-{draw:09d}.npy"
         write_bytes_atomic(self.folder / name, data)
         self.windows[draw] = {
             "draw": draw,
@@ -532,6 +525,25 @@ class _Journal:
         )
         self._written_at = now
         self._dirty = False
+
+
+def _pack_windows(windows: tuple[np.ndarray, ...]) -> np.ndarray:
+    """One little-endian int64 array: [count, offsets, context lengths, chunk ids, tokens]."""
+    tokens, offsets, context, ids = windows
+    count = context.size
+    return np.concatenate([[count], offsets, context, ids.reshape(-1), tokens]).astype("<i8")
+
+
+def _unpack_windows(packed: np.ndarray) -> tuple[np.ndarray, ...]:
+    values = np.asarray(packed, dtype=np.int64)
+    count = int(values[0])
+    offsets = values[1 : count + 2]
+    context = values[count + 2 : 2 * count + 2]
+    ids = values[2 * count + 2 : 4 * count + 2].reshape(count, 2)
+    tokens = values[4 * count + 2 :]
+    if offsets.size != count + 1 or tokens.size != int(offsets[-1]):
+        raise ValueError("windows file of the wrong length")
+    return tokens, offsets, context, ids
 
 
 def validate_journal(journal: Any, where: str = JOURNAL_NAME) -> None:

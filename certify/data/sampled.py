@@ -23,6 +23,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -281,6 +282,9 @@ _CONTEXT: _Context | None = None
 def _set_context(context: _Context) -> None:
     global _CONTEXT
     _CONTEXT = context
+    # Ctrl-C reaches the whole process group: the parent alone handles it (saves the
+    # journal, shuts the pool down); a worker that died of it would only print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # one process per core already: the tokenizer's own threads would only compete
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

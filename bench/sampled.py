@@ -259,6 +259,15 @@ def step_throughput() -> dict[str, Any]:
 
 
 def run_step(name: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one step in its own process; records the machine's load around it (other
+    processes on the same cores slow every number down)."""
+    load_before = os.getloadavg()[0]
+    result = _run_step(name, extra_env)
+    result["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+    return result
+
+
+def _run_step(name: str, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     done = subprocess.run(
         [sys.executable, __file__, "--step", name],

@@ -478,3 +478,24 @@ def test_hub_reads_only_the_drawn_row_groups(
     assert np.array_equal(local_result.windows.tokens, result.windows.tokens)
     assert local_result.record.drawn == result.record.drawn
     assert result.record.revision == units.revision and len(result.record.revision) == 40
+
+
+def test_sample_source_is_units_then_draws(
+    tokenizer: Any, sample_texts: tuple[str, ...], tmp_path: Path
+) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        "".join(json.dumps({"body": text}) + "\n" for text in sample_texts), encoding="utf-8"
+    )
+    settings = S.SampledSettings(accepted_units=3, chunks_per_unit=2, chunk_tokens=8, seed=6)
+    one_call = S.sample_source(
+        path, tokenizer, settings, truncate_tokens=40, text_column="body", block_lines=5
+    )
+    units = U.enumerate_units(
+        path, U.weight_rule_for(tokenizer, 40), text_column="body", block_lines=5
+    )
+    assert one_call.record == S.sample_units(units, tokenizer, settings).record
+    assert one_call.record.weight_rule == "truncate" and one_call.record.truncation_tokens == 40
+    assert one_call.record.source_options["block_lines"] == 5
+    with pytest.raises(DataError, match="no column 'text'"):
+        S.sample_source(path, tokenizer, settings)

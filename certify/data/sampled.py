@@ -38,6 +38,7 @@ from certify._files import write_bytes_atomic
 from certify._jcs import schema_error
 from certify.data import (
     DEFAULT_BATCH_DOCUMENTS,
+    DecodeErrors,
     _batches,
     _encode_batch,
     _eos_token_id,
@@ -45,11 +46,14 @@ from certify.data import (
     tokenizer_sha256,
 )
 from certify.data.units import (
+    DEFAULT_BLOCK_LINES,
     UnitList,
     compare_units,
     enumerate_recorded,
+    enumerate_units,
     parquet_text_column,
     parse_footer,
+    weight_rule_for,
 )
 from certify.errors import (
     DataError,
@@ -69,6 +73,7 @@ __all__ = [
     "SampledSettings",
     "draw_sequence",
     "redraw",
+    "sample_source",
     "sample_units",
     "validate_journal",
 ]
@@ -665,6 +670,57 @@ def sample_units(
         units_from_journal=from_journal,
         windows_from_journal=runner.windows_reused,
         seconds=time.monotonic() - started,
+    )
+
+
+def sample_source(
+    source: str | Path,
+    tokenizer: Any,
+    settings: SampledSettings,
+    *,
+    truncate_tokens: int | None = None,
+    text_column: str = "text",
+    extensions: tuple[str, ...] | list[str] | None = None,
+    exclude: tuple[str, ...] | list[str] = (),
+    decode_errors: DecodeErrors = "strict",
+    block_lines: int = DEFAULT_BLOCK_LINES,
+    dataset_config: str | None = None,
+    split: str = "train",
+    revision: str | None = None,
+    work_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> SampledData:
+    """Sampled mode in one call: the weight rule, the units of ``source``, the draws.
+
+    The options are exact mode's (``certify tokenize``) plus ``truncate_tokens`` (the
+    truncation rule; None: the bytes rule, refused for tokenizers that do not qualify)
+    and ``block_lines`` (jsonl lines per unit).
+    """
+    rule = weight_rule_for(tokenizer, truncate_tokens)
+    units = enumerate_units(
+        source,
+        rule,
+        text_column=text_column,
+        extensions=extensions,
+        exclude=exclude,
+        decode_errors=decode_errors,
+        block_lines=block_lines,
+        dataset_config=dataset_config,
+        split=split,
+        revision=revision,
+        token=token,
+        endpoint=endpoint,
+    )
+    return sample_units(
+        units,
+        tokenizer,
+        settings,
+        work_dir=work_dir,
+        progress=progress,
+        token=token,
+        endpoint=endpoint,
     )
 
 

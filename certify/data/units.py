@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
 import numpy as np
+import rfc8785
 
 from certify import hub
 from certify.data import (
@@ -297,8 +299,6 @@ def _fingerprint(
     rows: np.ndarray,
 ) -> str:
     """sha256 of the canonical unit list (docs/DATA.md "The unit list")."""
-    import rfc8785
-
     header: dict[str, Any] = {
         "format": "certify-units",
         "format_version": UNITS_FORMAT_VERSION,
@@ -631,8 +631,6 @@ def _hub_units(
     token: str | None,
     endpoint: str | None,
 ) -> UnitList:
-    from concurrent.futures import ThreadPoolExecutor
-
     commit = hub.resolve_dataset_revision(dataset_id, revision, token=token, endpoint=endpoint)
     listed = hub.dataset_parquet_files(
         dataset_id, commit, dataset_config, split, token=token, endpoint=endpoint

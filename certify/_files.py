@@ -38,6 +38,7 @@ __all__ = [
     "file_digest",
     "file_sha256",
     "fsync_dir",
+    "published_files",
     "safe_relative_path",
     "sweep_temp_files",
     "temp_path",
@@ -71,6 +72,8 @@ PUBLIC_KEY_NAME = "certify-signing-key.pub.pem"
 #: what marks a temporary file (``NAME.tmp-<pid>``); never published, swept after a crash
 TEMP_MARK = ".tmp-"
 _HASH_BLOCK_BYTES = 1 << 20
+#: files larger than this are never PEM keys (a key is a few hundred bytes)
+_KEY_SCAN_BYTES = 64 * 1024
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
@@ -226,3 +229,35 @@ def safe_relative_path(root: str | Path, name: Any) -> Path:
     if path.is_symlink() and path.exists() and not path.resolve().is_file():
         raise VerificationError(f"{name!r} is a link to something other than a file", field="path")
     return path
+
+
+# --------------------------------------------------------------------------- what is published
+
+
+def _looks_like_private_key(path: Path) -> bool:
+    """True for PEM files holding a private key (never published, whatever their name)."""
+    if path.stat().st_size > _KEY_SCAN_BYTES:
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(_KEY_SCAN_BYTES)
+    return b"PRIVATE KEY-----" in head
+
+
+def published_files(run_dir: str | Path) -> list[Path]:
+    """The files of a run folder that are published (pushed and covered by model.sig), by name.
+
+    Top-level regular files only (subfolders such as the ``.certify`` state or token
+    shards stay local), without hidden files, half-written temporaries (``*.tmp-*``),
+    ``run.log`` (appended by every rerun and push, and full of local paths) and any
+    PEM private key. ``push`` uploads exactly these, and ``model.sig`` signs exactly
+    these (itself aside), so a Hub download verifies with model-signing's own CLI.
+    """
+    selected = []
+    for path in sorted(Path(run_dir).iterdir()):
+        name = path.name
+        if not path.is_file() or name.startswith(".") or TEMP_MARK in name or name == LOG_NAME:
+            continue
+        if _looks_like_private_key(path):
+            continue
+        selected.append(path)
+    return selected

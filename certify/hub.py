@@ -21,7 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from certify._files import TEMP_MARK, file_sha256, temp_path
+from certify import signing
+from certify._files import file_sha256, published_files, temp_path
 from certify.errors import (
     AuthenticationError,
     CertificateError,
@@ -250,30 +251,12 @@ def _hf_api(endpoint: str | None, token: str | None) -> Any:
 REQUIRED_RUN_FILES: tuple[str, ...] = ("certificate.json", "certificate.dsse.json", "model.certz")
 
 
-def _looks_like_private_key(path: Path) -> bool:
-    """True for PEM files holding a private key (never published, whatever their name)."""
-    if path.stat().st_size > 64 * 1024:
-        return False
-    with path.open("rb") as handle:
-        head = handle.read(64 * 1024)
-    return b"PRIVATE KEY-----" in head
-
-
 def run_files(run_dir: Path) -> list[Path]:
     """The files of a run folder that ``push_run`` publishes, sorted by name.
 
-    Top-level regular files only (subfolders such as token shards or caches stay
-    local), without hidden files, half-written temporaries (``*.tmp-*``) and any PEM
-    private key.
+    :func:`certify._files.published_files`: the same selection model.sig signs.
     """
-    selected = []
-    for path in sorted(Path(run_dir).iterdir()):
-        if not path.is_file() or path.name.startswith(".") or TEMP_MARK in path.name:
-            continue
-        if _looks_like_private_key(path):
-            continue
-        selected.append(path)
-    return selected
+    return published_files(run_dir)
 
 
 def _read_certificate(run_dir: Path) -> dict[str, Any]:
@@ -360,21 +343,28 @@ def push_run(
     endpoint: str | None = None,
     token: str | None = None,
     create_pr: bool = False,
-) -> Any:
-    """Publish a run folder to a model repo in ONE atomic commit; returns a ``PushResult``.
+    signing_key: str | Path | None = None,
+    key_passphrase: bytes | None = None,
+) -> PushResult:
+    """Publish a run folder to a model repo in ONE atomic commit.
 
-    The repo is created if missing (``private`` applies only then); a ``revision``
-    branch is created from ``main`` if missing. All files of :func:`run_files` go in a
-    single ``create_commit``, so the certificate is never on the Hub without the
-    artifact it names, and a failure leaves the repo unchanged. ``token=None`` uses
+    Never publishes a folder whose ``model.sig`` does not cover exactly the files it
+    publishes: when it does not (missing, or README.md changed by ``certify card``),
+    the folder is signed again with ``signing_key`` (the run's private key, through
+    :func:`certify.signing.ensure_signed`), else SigningError says how. The repo is
+    created if missing (``private`` applies only then); a ``revision`` branch is
+    created from ``main`` if missing. All files of :func:`run_files` go in a single
+    ``create_commit``, so the certificate is never on the Hub without the artifact it
+    names, and a failure leaves the repo unchanged. ``token=None`` uses
     huggingface_hub's stored login; without any token this raises
     :class:`AuthenticationError` before any request.
     """
-    from huggingface_hub import CommitOperationAdd, get_token
+    from huggingface_hub import get_token
 
     run_dir = Path(run_dir)
     _check_repo_id(repo_id)
     certificate = check_run_folder(run_dir)
+    signed_again = signing.ensure_signed(run_dir, signing_key, key_passphrase)
     token = token or get_token()
     if not token:
         raise AuthenticationError(
@@ -382,36 +372,22 @@ def push_run(
             hint="set HF_TOKEN or run `hf auth login`",
         )
     files = run_files(run_dir)
-    message = commit_message or f"certify: {headline(certificate)}"
     branch = revision or "main"
-    where = endpoint
-    api = _hf_api(endpoint, token)
-    action = "pushing to"
     try:
-        repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        if branch != "main":
-            if _COMMIT_SHA.match(branch):
-                raise UsageError(
-                    f"--revision {branch} is a commit id; commits go on a branch",
-                    hint="pass a branch name such as `certified`",
-                )
-            api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type="model")
-        info = api.create_commit(
+        repo_url, info = _commit_run(
+            _hf_api(endpoint, token),
             repo_id,
-            [
-                CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path))
-                for path in files
-            ],
-            commit_message=message,
-            repo_type="model",
-            revision=branch,
+            files,
+            private=private,
+            branch=branch,
+            message=commit_message or f"certify: {headline(certificate)}",
             create_pr=create_pr,
         )
     except CertifyError:
         raise
     except Exception as error:
         raise translate_error(
-            error, action=action, repo_id=repo_id, revision=revision, endpoint=where
+            error, action="pushing to", repo_id=repo_id, revision=revision, endpoint=endpoint
         ) from error
     return PushResult(
         repo_id=repo_id,
@@ -421,7 +397,40 @@ def push_run(
         commit_url=str(info.commit_url),
         files=tuple(path.name for path in files),
         pull_request_url=str(info.pr_url) if getattr(info, "pr_url", None) else None,
+        signed_again=signed_again,
     )
+
+
+def _commit_run(
+    api: Any,
+    repo_id: str,
+    files: list[Path],
+    *,
+    private: bool,
+    branch: str,
+    message: str,
+    create_pr: bool,
+) -> tuple[Any, Any]:
+    """(repo url, commit info): create the repo and branch if missing, then one commit."""
+    from huggingface_hub import CommitOperationAdd
+
+    repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    if branch != "main":
+        if _COMMIT_SHA.match(branch):
+            raise UsageError(
+                f"--revision {branch} is a commit id; commits go on a branch",
+                hint="pass a branch name such as `certified`",
+            )
+        api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type="model")
+    info = api.create_commit(
+        repo_id,
+        [CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path)) for path in files],
+        commit_message=message,
+        repo_type="model",
+        revision=branch,
+        create_pr=create_pr,
+    )
+    return repo_url, info
 
 
 def _check_repo_id(repo_id: str) -> None:

@@ -1,8 +1,9 @@
 """``certify run``: the one place that chains the stages (DESIGN.md "The flow").
 
 resolve → compress (model.certz) → tokenize (cached shards) → decode → evaluate the
-DECODED model → bound → certificate.json → sign (certificate.dsse.json) → card
-(README.md + plot) → optional push.
+DECODED model → bound → certificate.json → card (README.md + plot) → sign
+(certificate.dsse.json, then model.sig over every published file: the last write) →
+optional push.
 
 Stage reuse. Every stage that writes files also writes a small manifest
 ``.certify/stages/<stage>.json`` *after* its outputs, holding the sha256 of its inputs
@@ -48,6 +49,7 @@ from certify._files import (
     CERTIFICATE_NAME,
     ENVELOPE_NAME,
     LOG_NAME,
+    MODEL_SIGNATURE_NAME,
     PLOT_NAME,
     PUBLIC_KEY_NAME,
     RISK_NAME,
@@ -55,6 +57,7 @@ from certify._files import (
     atomic_path,
     copy_atomic,
     file_sha256,
+    published_files,
     sweep_temp_files,
     write_bytes_atomic,
     write_json_atomic,
@@ -62,6 +65,7 @@ from certify._files import (
 from certify._jcs import sha256_json
 from certify._version import __version__
 from certify.bound import bound_result_to_dict, compute_bound, perplexity_bound
+from certify.certificate import Certificate
 from certify.data import (
     TokenShards,
     bos_token_id,
@@ -853,10 +857,8 @@ class _Pipeline:
         bound_result: BoundResult,
         choice: DatasetChoice,
         grid: tuple[tuple[int, int], ...],
-    ) -> tuple[dict[str, Any], str, str, bool]:
-        from certify import signing
-
-        settings = self.settings
+    ) -> tuple[Certificate, str, str, bool]:
+        """certificate.json, then the card, then the signatures (the last files written)."""
         model_record = _model_record(resolved, artifact)
         assumptions = []
         if choice.assumption:
@@ -883,7 +885,7 @@ class _Pipeline:
         manifest = self.store.lookup(name, inputs)
         if manifest is not None:
             self.runner.reused(name)
-            certificate = json.loads((self.run_dir / CERTIFICATE_NAME).read_text("utf-8"))
+            certificate = certificate_module.load_certificate(self.run_dir / CERTIFICATE_NAME)
         else:
             with self.runner.stage(name):
                 certificate = certificate_module.build_certificate(
@@ -896,32 +898,60 @@ class _Pipeline:
                 )
                 certificate_module.write_certificate(certificate, self.run_dir / CERTIFICATE_NAME)
                 self.store.store(name, inputs, (CERTIFICATE_NAME,))
+        certificate_sha = self.store.output_hash(name, CERTIFICATE_NAME)
 
         key_path, public_pem, key_created = self._signing_key()
         fingerprint = signing.public_key_fingerprint(public_pem)
-        certificate_sha = self.store.output_hash(name, CERTIFICATE_NAME)
-        sign_inputs = sha256_json(
+        # the card first: model.sig, written last, covers README.md and bound.png too
+        self._card(certificate, certificate_sha, fingerprint, choice)
+        self._sign(certificate, certificate_sha, key_path, fingerprint, artifact)
+        return certificate, fingerprint, key_path, key_created
+
+    def _sign(
+        self,
+        certificate: Certificate,
+        certificate_sha: str,
+        key_path: str,
+        fingerprint: str,
+        artifact: ArtifactRecord,
+    ) -> None:
+        """The one signing path (``signing.sign_run``) as its two reusable halves.
+
+        ``sign``: certificate.dsse.json + the public key, redone when the certificate or
+        the key changes; ``model_signing``: model.sig over the published files, redone
+        when any of them changes (a card with a new repo id keeps the envelope).
+        """
+        passphrase = (
+            self.settings.key_passphrase.encode("utf-8")
+            if self.settings.key_passphrase is not None
+            else None
+        )
+        inputs = sha256_json(
             {"certificate_sha256": certificate_sha, "key_fingerprint": fingerprint}
         )
-        name = "sign"
-        if self.store.lookup(name, sign_inputs) is not None:
-            self.runner.reused(name)
+        if self.store.lookup("sign", inputs) is not None:
+            self.runner.reused("sign")
         else:
-            with self.runner.stage(name):
-                passphrase = (
-                    settings.key_passphrase.encode("utf-8")
-                    if settings.key_passphrase is not None
-                    else None
-                )
-                statement = signing.build_statement(certificate, self.run_dir)
-                envelope = signing.sign_statement(statement, key_path, passphrase)
-                write_bytes_atomic(self.run_dir / ENVELOPE_NAME, signing.envelope_bytes(envelope))
-                public_copy = self.run_dir / signing.PUBLIC_KEY_NAME
-                write_bytes_atomic(public_copy, public_pem)
-                self.store.store(name, sign_inputs, (ENVELOPE_NAME, signing.PUBLIC_KEY_NAME))
-
-        self._card(certificate, certificate_sha, fingerprint, choice)
-        return certificate, fingerprint, key_path, key_created
+            with self.runner.stage("sign"):
+                signing.sign_certificate(self.run_dir, certificate, key_path, passphrase)
+                self.store.store("sign", inputs, (ENVELOPE_NAME, PUBLIC_KEY_NAME))
+        published = {
+            path.name: artifact.sha256 if path.name == artifact.path else file_sha256(path)
+            for path in published_files(self.run_dir)
+            if path.name != MODEL_SIGNATURE_NAME
+        }
+        others = sorted(
+            {path.name for path in self.run_dir.iterdir()} - {*published, MODEL_SIGNATURE_NAME}
+        )
+        inputs = sha256_json(
+            {"key_fingerprint": fingerprint, "published": published, "not_published": others}
+        )
+        if self.store.lookup("model_signing", inputs) is not None:
+            self.runner.reused("model_signing")
+            return
+        with self.runner.stage("model_signing"):
+            signing.write_model_signing_bundle(self.run_dir, key_path, passphrase)
+            self.store.store("model_signing", inputs, (MODEL_SIGNATURE_NAME,))
 
     def _signing_key(self) -> tuple[str, bytes, bool]:
         """(private key path, public key PEM, created now) — a key is made on first use."""
@@ -945,17 +975,12 @@ class _Pipeline:
             if created:
                 signing.generate_key(private_path.parent, passphrase)
                 self.run_log.note(f"created a signing key in {private_path.parent}")
-        from cryptography.hazmat.primitives import serialization
-
-        private_key = signing.load_private_key(private_path, passphrase)
-        public_pem = private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        public_pem = signing.public_key_pem(signing.load_private_key(private_path, passphrase))
         return str(private_path), public_pem, created
 
     def _card(
         self,
-        certificate: dict[str, Any],
+        certificate: Certificate,
         certificate_sha: str,
         fingerprint: str,
         choice: DatasetChoice,

@@ -696,3 +696,6 @@ class PushResult:
     commit_url: str
     files: tuple[str, ...]
     pull_request_url: str | None = None
+    #: model.sig no longer covered the files (or was missing), so the folder was signed
+    #: again with the run's key before pushing
+    signed_again: bool = False

@@ -1,4 +1,4 @@
-"""ECDSA P-256 keys, in-toto Statements and DSSE envelopes (``certificate.dsse.json``).
+"""ECDSA P-256 keys, in-toto Statements, DSSE envelopes and OpenSSF model-signing.
 
 * ``generate_key``          -- a P-256 key pair; the private key is created 0600 and
   encrypted when a passphrase is given.
@@ -7,9 +7,36 @@
 * ``sign_statement``        -- a DSSE envelope over the statement (ECDSA-SHA256 of the
   DSSE pre-authentication encoding).
 * ``verify_envelope``       -- strict parse + signature check against a public key.
-* ``write_model_signing_bundle`` / ``verify_model_signing_bundle`` -- an OpenSSF
-  model-signing bundle over a whole run folder, verifiable with
-  ``model_signing verify key``.
+* ``sign_run``              -- THE way a run folder is signed (``certify run`` and
+  ``certify push`` both call it): ``certificate.dsse.json``, the public key copy and,
+  last, ``model.sig``, an OpenSSF model-signing bundle over exactly the published files
+  (:func:`certify._files.published_files`), which ``model_signing verify key`` accepts.
+* ``ensure_signed``         -- before a push: sign again when ``model.sig`` no longer
+  covers the files to publish (say, ``certify card`` changed README.md), else refuse.
+
+A statement signed and verified (the round trip):
+
+>>> import base64, tempfile
+>>> scratch = tempfile.TemporaryDirectory()
+>>> keys = generate_key(scratch.name)
+>>> statement = {
+...     "_type": INTOTO_STATEMENT_TYPE,
+...     "subject": [{"name": "model.certz", "digest": {"sha256": "0" * 64}}],
+...     "predicateType": PREDICATE_TYPE,
+...     "predicate": {"certificate_version": 1},
+... }
+>>> envelope = sign_statement(statement, keys.private_key_path)
+>>> public_pem = Path(keys.public_key_path).read_bytes()
+>>> verified, fingerprint = verify_envelope(envelope, public_pem)
+>>> verified == statement, fingerprint == keys.fingerprint
+(True, True)
+>>> changed = dict(statement, predicate={"certificate_version": 2})
+>>> envelope["payload"] = base64.b64encode(canonical_bytes(changed)).decode()
+>>> verify_envelope(envelope, public_pem)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+certify.errors.VerificationError: no signature verifies with the key of fingerprint ...
+>>> scratch.cleanup()
 
 Nothing here prints or logs key material; errors name files, never contents.
 """
@@ -18,11 +45,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -31,27 +59,36 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from certify._files import (
     CERTIFICATE_NAME,
     ENVELOPE_NAME,
+    LOG_NAME,
     MODEL_SIGNATURE_NAME,
     PRIVATE_KEY_NAME,
     PUBLIC_KEY_NAME,
+    STATE_DIR,
     file_digest,
+    published_files,
     safe_relative_path,
     temp_path,
     write_bytes_atomic,
 )
 from certify._jcs import canonical_bytes, json_round_trip, parse_json_strict
+from certify.certificate import Certificate, load_certificate, write_certificate
 from certify.errors import CertifyError, SigningError, VerificationError
 from certify.records import KeyPair
 
 __all__ = [
     "INTOTO_STATEMENT_TYPE",
     "MODEL_SIGNING_BUNDLE_NAME",
+    "MODEL_SIGNING_IGNORED",
     "PAYLOAD_TYPE",
     "PREDICATE_TYPE",
     "PRIVATE_KEY_NAME",
     "PUBLIC_KEY_NAME",
+    "InTotoStatement",
+    "InTotoSubject",
+    "KeyPair",
     "build_statement",
     "dsse_pae",
+    "ensure_signed",
     "envelope_bytes",
     "generate_key",
     "load_envelope",
@@ -59,6 +96,9 @@ __all__ = [
     "load_public_key",
     "parse_envelope",
     "public_key_fingerprint",
+    "public_key_pem",
+    "published_signature_problem",
+    "sign_certificate",
     "sign_run",
     "sign_statement",
     "verify_envelope",
@@ -73,11 +113,32 @@ INTOTO_STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://certify.dev/certificate/v1"
 #: the OpenSSF model-signing bundle written next to the run's files
 MODEL_SIGNING_BUNDLE_NAME = MODEL_SIGNATURE_NAME
+#: never published, so never covered by model.sig, whether present or not: the stage
+#: state, the run log, and the metadata folder ``hf download --local-dir`` writes
+#: (huggingface_hub keeps ``.cache/huggingface/`` inside the download folder)
+MODEL_SIGNING_IGNORED: tuple[str, ...] = (STATE_DIR, LOG_NAME, ".cache")
 
 _ENVELOPE_KEYS = frozenset({"payload", "payloadType", "signatures"})
 _SIGNATURE_KEYS = frozenset({"keyid", "sig"})
 _STATEMENT_KEYS = frozenset({"_type", "subject", "predicateType", "predicate"})
 _SUBJECT_KEYS = frozenset({"name", "digest", "annotations"})
+
+
+class InTotoSubject(TypedDict):
+    """One signed file: its name in the run folder, sha256 and size."""
+
+    name: str
+    digest: dict[str, str]
+    annotations: dict[str, int]
+
+
+class InTotoStatement(TypedDict):
+    """The in-toto Statement v1 that ``certificate.dsse.json`` signs."""
+
+    _type: str
+    subject: list[InTotoSubject]
+    predicateType: str
+    predicate: Certificate
 
 
 # --------------------------------------------------------------------------- keys
@@ -194,8 +255,8 @@ def generate_key(
 
 
 def build_statement(
-    certificate: Mapping[str, Any], run_dir: str | Path, extra_subjects: Iterable[str] = ()
-) -> dict[str, Any]:
+    certificate: Certificate, run_dir: str | Path, extra_subjects: Iterable[str] = ()
+) -> InTotoStatement:
     """The in-toto Statement v1 of ``certificate``.
 
     Subjects: the artifact (``certificate["artifact"]["path"]``) and every name in
@@ -206,7 +267,7 @@ def build_statement(
     root = Path(run_dir)
     artifact = certificate["artifact"]
     names = [artifact["path"], *(name for name in extra_subjects if name != artifact["path"])]
-    subjects = []
+    subjects: list[InTotoSubject] = []
     for name in names:
         path = safe_relative_path(root, name)
         try:
@@ -228,7 +289,7 @@ def build_statement(
         "_type": INTOTO_STATEMENT_TYPE,
         "subject": subjects,
         "predicateType": PREDICATE_TYPE,
-        "predicate": json_round_trip(dict(certificate)),
+        "predicate": json_round_trip(certificate),
     }
 
 
@@ -409,11 +470,19 @@ def verify_envelope(envelope: Any, public_key_pem: bytes | str) -> tuple[dict[st
 # --------------------------------------------------------------------------- model-signing
 
 
-def _model_signing_hashing(ignored: list[str]) -> Any:
+def _model_signing_hashing(ignored: Iterable[str]) -> Any:
     from model_signing import hashing
 
-    # names relative to the model folder, as model-signing's CLI passes them
-    return hashing.Config().set_ignored_paths(paths=ignored, ignore_git_paths=True)
+    # names relative to the model folder, as model-signing's CLI passes them; it adds
+    # the git files (.git, .gitattributes, ...) itself
+    return hashing.Config().set_ignored_paths(paths=sorted(ignored), ignore_git_paths=True)
+
+
+def _unpublished(root: Path, bundle_name: str) -> set[str]:
+    """Names in ``root`` that are not published, plus the ones that never are."""
+    published = {path.name for path in published_files(root)}
+    present = {path.name for path in root.iterdir()} - published
+    return present | set(MODEL_SIGNING_IGNORED) | {bundle_name}
 
 
 def write_model_signing_bundle(
@@ -422,57 +491,71 @@ def write_model_signing_bundle(
     passphrase: bytes | None = None,
     bundle_name: str = MODEL_SIGNING_BUNDLE_NAME,
 ) -> Path:
-    """Sign every file of ``run_dir`` with OpenSSF model-signing (a Sigstore bundle).
+    """Sign exactly the published files of ``run_dir`` with OpenSSF model-signing.
 
-    Call it last: any file added or changed afterwards makes ``model_signing verify
-    key --signature RUN/model.sig --public_key PUB.pem RUN`` fail. Git files and the
-    bundle itself are excluded, as model-signing's own CLI does.
+    Everything else in the folder (``.certify/``, ``run.log``, temporaries, private
+    keys, subfolders) is recorded in the bundle as an ignored path, so ``model_signing
+    verify key --signature RUN/model.sig --public_key PUB.pem RUN`` accepts the folder
+    as it is and a Hub download of it. Call it last: a published file added or changed
+    afterwards makes that command fail.
     """
     try:
         from model_signing import signing as ms_signing
-    except ImportError as error:  # optional extra
+    except ImportError as error:  # a dependency; only a broken install lacks it
         raise SigningError(
-            "the model-signing package is not installed",
-            hint="pip install 'certify[model-signing]'",
+            "the model-signing package is not installed", hint="reinstall certify"
         ) from error
     root = Path(run_dir)
     load_private_key(private_key_path, passphrase)  # our checks and messages first
-    bundle = root / bundle_name
-    temp = temp_path(root / f".{bundle_name}")
+    ignored = _unpublished(root, bundle_name)
+    # written in the (ignored) state folder first, so no temporary name reaches the bundle
+    temp = temp_path(root / STATE_DIR / bundle_name)
+    made_state_dir = not temp.parent.exists()
+    temp.parent.mkdir(parents=True, exist_ok=True)
     # model-signing annotates password as str but hands it to cryptography, which needs bytes
     password: Any = passphrase
     try:
         ms_signing.Config().use_elliptic_key_signer(
             private_key=Path(private_key_path), password=password
-        ).set_hashing_config(_model_signing_hashing([bundle_name, temp.name])).sign(root, temp)
-        os.replace(temp, bundle)
+        ).set_hashing_config(_model_signing_hashing(ignored)).sign(root, temp)
+        os.replace(temp, root / bundle_name)
     except CertifyError:
         raise
     except Exception as error:  # model-signing raises plain exceptions
         raise SigningError(f"model-signing failed: {type(error).__name__}: {error}") from error
     finally:
         temp.unlink(missing_ok=True)
-    return bundle
+        if made_state_dir:
+            with contextlib.suppress(OSError):
+                temp.parent.rmdir()
+    return root / bundle_name
 
 
 def verify_model_signing_bundle(
     run_dir: str | Path,
     public_key_path: str | Path,
     bundle_name: str = MODEL_SIGNING_BUNDLE_NAME,
+    *,
+    published_only: bool = False,
 ) -> None:
-    """Verify ``run_dir`` against its model-signing bundle, as ``model_signing verify key``."""
+    """Verify ``run_dir`` against its model-signing bundle, as ``model_signing verify key``.
+
+    ``published_only`` also ignores whatever in the folder is not published now (a
+    stray file that ``push`` would leave behind): the check then answers "will a
+    download of the pushed repo verify?".
+    """
     try:
         from model_signing import verifying as ms_verifying
     except ImportError as error:
         raise VerificationError(
-            "the model-signing package is not installed",
-            hint="pip install 'certify[model-signing]'",
+            "the model-signing package is not installed", hint="reinstall certify"
         ) from error
     root = Path(run_dir)
+    ignored = _unpublished(root, bundle_name) if published_only else {bundle_name}
     try:
         ms_verifying.Config().use_elliptic_key_verifier(
             public_key=Path(public_key_path)
-        ).set_hashing_config(_model_signing_hashing([bundle_name])).verify(root, root / bundle_name)
+        ).set_hashing_config(_model_signing_hashing(ignored)).verify(root, root / bundle_name)
     except Exception as error:
         raise VerificationError(
             f"model-signing bundle does not verify: {type(error).__name__}: {error}"
@@ -482,25 +565,27 @@ def verify_model_signing_bundle(
 # --------------------------------------------------------------------------- a whole run
 
 
-def sign_run(
+def public_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The PEM SubjectPublicKeyInfo of a private key's public half (what is published)."""
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def sign_certificate(
     run_dir: str | Path,
-    certificate: Mapping[str, Any],
+    certificate: Certificate,
     private_key_path: str | Path,
     passphrase: bytes | None = None,
     *,
     extra_subjects: Iterable[str] = (),
-    model_signing_bundle: bool = True,
 ) -> dict[str, Path]:
-    """Write certificate.json, certificate.dsse.json, the public key and model.sig.
+    """Sign ``certificate`` in ``run_dir``: certificate.json, certificate.dsse.json, public key.
 
-    Must be the last step that writes into ``run_dir``: the model-signing bundle
-    covers every file in the folder. Returns the written paths by role
-    (``certificate``, ``envelope``, ``public_key`` and, when written, ``bundle``).
-    ``model_signing_bundle`` is skipped silently only when False; when True and the
-    package is missing, SigningError says how to install it.
+    The first half of :func:`sign_run` (``certify run`` runs the halves as two stages
+    so that a changed card re-signs model.sig but keeps the envelope). certificate.json
+    is (re)written only when its bytes differ from the canonical form of ``certificate``.
     """
-    from certify.certificate import write_certificate
-
     root = Path(run_dir)
     key = load_private_key(private_key_path, passphrase)
     paths = {
@@ -508,17 +593,92 @@ def sign_run(
         "envelope": root / ENVELOPE_NAME,
         "public_key": root / PUBLIC_KEY_NAME,
     }
-    write_certificate(certificate, paths["certificate"])
-    envelope = sign_statement(
-        build_statement(certificate, root, extra_subjects), private_key_path, passphrase
-    )
+    if not paths["certificate"].is_file() or paths["certificate"].read_bytes() != canonical_bytes(
+        certificate
+    ):
+        write_certificate(certificate, paths["certificate"])
+    statement = build_statement(certificate, root, extra_subjects)
+    envelope = sign_statement(statement, private_key_path, passphrase)
     write_bytes_atomic(paths["envelope"], envelope_bytes(envelope))
-    write_bytes_atomic(
-        paths["public_key"],
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
+    write_bytes_atomic(paths["public_key"], public_key_pem(key))
+    return paths
+
+
+def sign_run(
+    run_dir: str | Path,
+    certificate: Certificate | str | Path,
+    private_key_path: str | Path,
+    passphrase: bytes | None = None,
+    *,
+    extra_subjects: Iterable[str] = (),
+    model_signing_bundle: bool = True,
+) -> dict[str, Path]:
+    """Sign a run folder: certificate.dsse.json, the public key and, last, model.sig.
+
+    ``certificate`` is the certificate or the path of its file (strictly loaded);
+    certificate.json in ``run_dir`` is made its canonical form. Must be the last step
+    that writes a published file into ``run_dir``: model.sig covers every published
+    file. Returns the written paths by role (``certificate``, ``envelope``,
+    ``public_key`` and, unless ``model_signing_bundle`` is False, ``bundle``).
+    """
+    if not isinstance(certificate, dict):
+        certificate = load_certificate(certificate)
+    paths = sign_certificate(
+        run_dir, certificate, private_key_path, passphrase, extra_subjects=extra_subjects
     )
     if model_signing_bundle:
-        paths["bundle"] = write_model_signing_bundle(root, private_key_path, passphrase)
+        paths["bundle"] = write_model_signing_bundle(run_dir, private_key_path, passphrase)
     return paths
+
+
+def published_signature_problem(run_dir: str | Path) -> str | None:
+    """Why model.sig does not cover the files ``push`` would publish now (None: it does).
+
+    Checked with the public key published in the folder: this is about integrity (the
+    bundle matches the files), which is what a Hub download will be checked for.
+    """
+    root = Path(run_dir)
+    if not (root / MODEL_SIGNATURE_NAME).is_file():
+        return f"{root} has no {MODEL_SIGNATURE_NAME}"
+    if not (root / PUBLIC_KEY_NAME).is_file():
+        return f"{root} has no {PUBLIC_KEY_NAME} to check {MODEL_SIGNATURE_NAME} with"
+    try:
+        verify_model_signing_bundle(root, root / PUBLIC_KEY_NAME, published_only=True)
+    except VerificationError as error:
+        return f"{MODEL_SIGNATURE_NAME} no longer matches the files of {root} ({error})"
+    return None
+
+
+def ensure_signed(
+    run_dir: str | Path,
+    private_key_path: str | Path | None,
+    passphrase: bytes | None = None,
+) -> bool:
+    """Make sure model.sig covers the files to publish; True when this signed again.
+
+    When it does not (missing, or a file such as README.md changed after signing),
+    sign the folder again with :func:`sign_run` and the signer's key. Refuses (one-line
+    SigningError saying how) without a key, or with a key other than the one whose
+    public half the folder publishes.
+    """
+    root = Path(run_dir)
+    problem = published_signature_problem(root)
+    if problem is None:
+        return False
+    if private_key_path is None or not Path(private_key_path).is_file():
+        raise SigningError(
+            f"{problem}; signing it again needs the run's private key",
+            hint="pass --key PRIVATE.pem, the key the run was signed with",
+        )
+    fingerprint = public_key_fingerprint(
+        load_private_key(private_key_path, passphrase).public_key()
+    )
+    published = root / PUBLIC_KEY_NAME
+    if published.is_file() and public_key_fingerprint(published.read_bytes()) != fingerprint:
+        raise SigningError(
+            f"{private_key_path} (fingerprint {fingerprint}) is not the key that signed "
+            f"{root} (its {PUBLIC_KEY_NAME} has {public_key_fingerprint(published.read_bytes())})",
+            hint="pass --key with the private key of the folder's public key",
+        )
+    sign_run(root, root / CERTIFICATE_NAME, private_key_path, passphrase)
+    return True

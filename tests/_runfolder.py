@@ -2,12 +2,12 @@
 
 Everything is real except the risk statistics, which are made up (the risk stage is
 tested elsewhere): the artifact is compressed from a toy model, the bound computed
-from its exact size, the certificate built and signed, the card and plot rendered.
+from its exact size, the certificate built, the card and plot rendered, and the
+folder signed last (certificate.dsse.json, public key, model.sig) as `certify run` does.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +88,6 @@ def make_run_folder(out: Path, toy_model: Path, *, card: bool = True) -> dict[st
     certificate_bytes = write_certificate(certificate, out / "certificate.json")
     keys = out.parent / f"{out.name}-keys"
     pair = signing.generate_key(keys, force=True)
-    envelope = signing.sign_statement(
-        signing.build_statement(certificate, out), pair.private_key_path
-    )
-    (out / "certificate.dsse.json").write_bytes(signing.envelope_bytes(envelope))
-    shutil.copyfile(pair.public_key_path, out / signing.PUBLIC_KEY_NAME)
     if card:
         import hashlib
 
@@ -105,6 +100,8 @@ def make_run_folder(out: Path, toy_model: Path, *, card: bool = True) -> dict[st
         )
         (out / "README.md").write_text(text, encoding="utf-8")
         card_module.plot_bound(certificate, out / "bound.png")
+    # the one signing path, last: certificate.dsse.json, the public key, model.sig
+    signing.sign_run(out, certificate, pair.private_key_path)
     return {
         "certificate": certificate,
         "public_key": Path(pair.public_key_path),

@@ -34,6 +34,7 @@ RUN_FILES = {
     "certificate.json",
     "certify-signing-key.pub.pem",
     "model.certz",
+    "model.sig",
 }
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import doctest
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -15,10 +18,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from certify import signing
-from certify.certificate import canonical_bytes, load_certificate
+from certify import pipeline, signing
+from certify._files import published_files
+from certify.certificate import canonical_bytes, load_certificate, write_certificate
 from certify.cli import run_cli
 from certify.errors import SigningError, VerificationError
+from certify.records import EvaluationSettings, RunSettings
 
 GOLDEN = Path(__file__).parent / "fixtures" / "certificate" / "golden.certificate.json"
 
@@ -272,3 +277,214 @@ def test_sign_run_writes_everything_and_model_signing_accepts_it(
         signing.verify_model_signing_bundle(run, pair.public_key_path)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     assert done.returncode != 0
+
+
+def test_sign_run_takes_a_certificate_file_and_ensure_signed_signs_only_when_needed(
+    stand_in_run: tuple[Path, dict[str, Any]], keys: signing.KeyPair
+) -> None:
+    run, certificate = stand_in_run
+    write_certificate(certificate, run / "certificate.json")
+    paths = signing.sign_run(run, run / "certificate.json", keys.private_key_path)
+    assert paths["bundle"] == run / "model.sig"
+    assert signing.ensure_signed(run, None) is False  # model.sig covers every file
+    (run / "README.md").write_text("# a card written after signing\n")
+    assert "no longer matches" in str(signing.published_signature_problem(run))
+    with pytest.raises(SigningError, match="--key"):
+        signing.ensure_signed(run, None)
+    assert signing.ensure_signed(run, keys.private_key_path) is True
+    assert signing.published_signature_problem(run) is None
+    # a stray file that push would leave behind does not matter to the published set
+    (run / "notes.pem").write_bytes(Path(keys.private_key_path).read_bytes())
+    assert signing.ensure_signed(run, None) is False
+
+
+def test_the_docstring_round_trip_runs() -> None:
+    results = doctest.testmod(signing, optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 8 and results.failed == 0
+
+
+# --------------------------------------------------------------------------- a real run
+
+
+@pytest.fixture(scope="module")
+def certified_run(
+    toy_model: Path, sample_texts: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """A folder exactly as `certify run` leaves it, and the folder its key was made in."""
+    root = tmp_path_factory.mktemp("certified")
+    texts = root / "texts"
+    texts.mkdir()
+    for number, text in enumerate(sample_texts):
+        (texts / f"doc{number:02d}.txt").write_text(text, encoding="utf-8")
+    home = root / "certify-home"
+    settings = RunSettings(
+        model=str(toy_model),
+        out_dir=str(root / "run"),
+        key_dir=str(home / "keys"),
+        dataset=str(texts),
+        evaluation=EvaluationSettings(
+            chunk_tokens=32, samples=6, alphas=(0.1,), top_k=(1,), device="cpu"
+        ),
+    )
+    pipeline.run(settings)
+    return {"run": root / "run", "home": home, "settings": settings}
+
+
+def _copy(certified_run: dict[str, Any], tmp_path: Path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(certified_run["run"], target)
+    return target
+
+
+def _official_verify(folder: Path, public_key: Path) -> subprocess.CompletedProcess[str]:
+    """model-signing's own command line (its console script is this module's CLI)."""
+    command = [
+        sys.executable,
+        "-m",
+        "model_signing",
+        "verify",
+        "key",
+        "--signature",
+        str(folder / "model.sig"),
+        "--public_key",
+        str(public_key),
+        str(folder),
+    ]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def _signed_names(bundle: Path) -> set[str]:
+    """The files a model-signing bundle covers (its in-toto predicate's resources)."""
+    envelope = json.loads(bundle.read_bytes())["dsseEnvelope"]
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    return {resource["name"] for resource in statement["predicate"]["resources"]}
+
+
+def _flip_one_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_model_signing_cli_accepts_a_certify_run_folder_and_rejects_any_change(
+    certified_run: dict[str, Any], tmp_path: Path
+) -> None:
+    public_key = certified_run["home"] / "keys" / signing.PUBLIC_KEY_NAME
+    run = certified_run["run"]
+    # the folder as `certify run` left it: state folder and log included, neither signed
+    assert (run / ".certify").is_dir() and (run / "run.log").is_file()
+    done = _official_verify(run, public_key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    published = {path.name for path in published_files(run)}
+    assert _signed_names(run / "model.sig") == published - {"model.sig"}
+    assert {"model.certz", "README.md", "bound.png", "certificate.dsse.json"} <= published
+    for name in ("README.md", "model.certz"):
+        changed = _copy(certified_run, tmp_path / name)
+        _flip_one_byte(changed / name)
+        done = _official_verify(changed, public_key)
+        assert done.returncode != 0 and name in done.stderr, done.stdout + done.stderr
+
+
+def test_a_rerun_reuses_signing_and_still_verifies(
+    certified_run: dict[str, Any], tmp_path: Path
+) -> None:
+    run = _copy(certified_run, tmp_path)
+    again = pipeline.run(dataclasses.replace(certified_run["settings"], out_dir=str(run)))
+    assert again is not None
+    assert {"certificate", "card", "sign", "model_signing"} <= set(again.reused_stages)
+    done = _official_verify(run, certified_run["home"] / "keys" / signing.PUBLIC_KEY_NAME)
+    assert done.returncode == 0, done.stdout + done.stderr  # run.log grew; it is not signed
+
+
+def _hub_env(monkeypatch: pytest.MonkeyPatch, hub_server: Any, home: Path) -> None:
+    monkeypatch.setenv("HF_TOKEN", hub_server.token)
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    monkeypatch.setenv("CERTIFY_HOME", str(home))
+    monkeypatch.delenv("CERTIFY_KEY_PASSPHRASE", raising=False)
+
+
+def _push(run: Path, repo_id: str, capsys: pytest.CaptureFixture[str], *extra: str) -> Any:
+    code = run_cli(["push", str(run), "--repo-id", repo_id, "--json", *extra])
+    captured = capsys.readouterr()
+    return code, captured
+
+
+def _download(hub_server: Any, repo_id: str, folder: Path) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            repo_id, local_dir=folder, endpoint=hub_server.endpoint, token=hub_server.token
+        )
+    )
+
+
+def test_pushed_repo_verifies_with_the_official_cli_after_download(
+    certified_run: dict[str, Any],
+    hub_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    run = _copy(certified_run, tmp_path)
+    public_key = certified_run["home"] / "keys" / signing.PUBLIC_KEY_NAME
+    _hub_env(monkeypatch, hub_server, certified_run["home"])
+    code, captured = _push(run, "alice/toy-certified", capsys)
+    assert code == 0, captured.err
+    pushed = json.loads(captured.out)
+    assert "model.sig" in pushed["files"] and "run.log" not in pushed["files"]
+    assert pushed["signed_again"] is False
+    download = _download(hub_server, "alice/toy-certified", tmp_path / "download")
+    assert (download / ".cache").is_dir()  # huggingface_hub's metadata, never signed
+    done = _official_verify(download, public_key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert run_cli(["verify", "alice/toy-certified", "--key", str(public_key), "--json"]) == 0
+    checks = {c["name"]: c["status"] for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["model_signing"] == "pass"
+    _flip_one_byte(download / "bound.png")
+    done = _official_verify(download, public_key)
+    assert done.returncode != 0 and "bound.png" in done.stderr
+
+
+def test_push_signs_again_when_the_card_changed(
+    certified_run: dict[str, Any],
+    hub_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    run = _copy(certified_run, tmp_path)
+    public_key = certified_run["home"] / "keys" / signing.PUBLIC_KEY_NAME
+    with (run / "README.md").open("a", encoding="utf-8") as card:
+        card.write("\nA paragraph the publisher added after the run.\n")
+    assert _official_verify(run, public_key).returncode != 0
+    _hub_env(monkeypatch, hub_server, certified_run["home"])  # the key certify run made
+    code, captured = _push(run, "alice/edited", capsys)
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["signed_again"] is True
+    assert _official_verify(run, public_key).returncode == 0
+    download = _download(hub_server, "alice/edited", tmp_path / "download")
+    assert "added after the run" in (download / "README.md").read_text(encoding="utf-8")
+    done = _official_verify(download, public_key)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_push_refuses_a_stale_model_sig_it_cannot_sign_again(
+    certified_run: dict[str, Any],
+    hub_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    run = _copy(certified_run, tmp_path)
+    (run / "README.md").write_text("# replaced\n", encoding="utf-8")
+    _hub_env(monkeypatch, hub_server, tmp_path / "no-keys-here")
+    code, captured = _push(run, "alice/stale", capsys)
+    assert code == 9, captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "model.sig" in errors[0] and "--key" in errors[0], captured.err
+    assert "Traceback" not in captured.out + captured.err
+    other = signing.generate_key(tmp_path / "other-keys")
+    code, captured = _push(run, "alice/stale", capsys, "--key", other.private_key_path)
+    assert code == 9 and "is not the key that signed" in captured.err
+    assert hub_server.head("alice/stale") is None  # nothing was created or committed

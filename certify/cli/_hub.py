@@ -14,8 +14,12 @@ from typing import Any
 
 import typer
 
-from certify._files import write_text_atomic
+from certify import card as card_module
+from certify import hub, signing
+from certify._files import PRIVATE_KEY_NAME, write_text_atomic
+from certify.certificate import load_certificate
 from certify.cli._app import app, console, env, err_console, print_json
+from certify.cli._run import default_key_dir
 from certify.errors import InvalidInputError, UsageError
 from certify.records import to_dict
 
@@ -25,10 +29,16 @@ PUSH_HELP = """Publish a finished run folder to a Hub model repo in ONE atomic c
 
 RUN_DIR must hold certificate.json, certificate.dsse.json and model.certz (and
 model.certz must be the file the certificate names); its other top-level files
-(README.md, bound.png, the public key) go in the same commit. Subfolders, hidden
-and temporary files and private keys are never uploaded. The repo is created if
-missing; --revision pushes to a branch (created from main if missing). If anything
-fails, nothing is committed.
+(README.md, bound.png, the public key, model.sig) go in the same commit.
+Subfolders, hidden and temporary files, run.log and private keys are never
+uploaded. The repo is created if missing; --revision pushes to a branch (created
+from main if missing). If anything fails, nothing is committed.
+
+model.sig (OpenSSF model-signing) must cover exactly the files pushed. If it does
+not (say `certify card` changed README.md after the run), the folder is signed again
+with the run's private key: --key, else the key `certify run` made
+($CERTIFY_HOME/keys, else ~/.config/certify/keys); CERTIFY_KEY_PASSPHRASE decrypts
+it. Without that key the push is refused.
 
 Token: HF_TOKEN, else the login of `hf auth login`. Endpoint: --endpoint, else
 HF_ENDPOINT (self-hosted hubs and mirrors).
@@ -38,6 +48,8 @@ HF_ENDPOINT (self-hosted hubs and mirrors).
   certify push runs/smol --repo-id me/smol-certified
 
   certify push runs/smol --repo-id my-org/smol-certified --private --revision certified
+
+  certify push runs/smol --repo-id me/smol-certified --key keys/certify-signing-key.pem
 
   HF_ENDPOINT=https://hub.example.org certify push runs/smol --repo-id me/smol --json
 """
@@ -88,12 +100,21 @@ def push_command(
     commit_message: str = typer.Option(None, "--commit-message", help="Commit title."),
     endpoint: str = typer.Option(None, "--endpoint", help="Hub endpoint (default HF_ENDPOINT)."),
     create_pr: bool = typer.Option(False, "--create-pr", help="Open a pull request instead."),
+    key: Path = typer.Option(
+        None,
+        "--key",
+        help="The run's private key, to sign again if model.sig no longer covers the folder "
+        "(default: the key certify run made).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from certify.hub import push_run
-
+    if key is not None and not key.is_file():
+        raise InvalidInputError(
+            f"{key} is not a file", field="--key", hint="pass a PEM private key"
+        )
+    passphrase = env("CERTIFY_KEY_PASSPHRASE")
     err_console.print(f"pushing {run_dir} to {repo_id} …")
-    result = push_run(
+    result = hub.push_run(
         run_dir,
         repo_id,
         private=private,
@@ -102,10 +123,14 @@ def push_command(
         endpoint=_endpoint(endpoint),
         token=_token(),
         create_pr=create_pr,
+        signing_key=key if key is not None else default_key_dir() / PRIVATE_KEY_NAME,
+        key_passphrase=passphrase.encode("utf-8") if passphrase else None,
     )
     if as_json:
         print_json(to_dict(result))
         return
+    if result.signed_again:
+        console.print("model.sig did not cover the files any more: signed the folder again")
     console.print(f"pushed {len(result.files)} files to {result.repo_url} ({result.revision})")
     console.print(f"commit: {result.commit_url}")
     if result.pull_request_url:
@@ -113,8 +138,6 @@ def push_command(
 
 
 def _fingerprint(key: Path | None, certificate_path: Path) -> str:
-    from certify import signing
-
     candidates = [key] if key is not None else [certificate_path.parent / signing.PUBLIC_KEY_NAME]
     for candidate in candidates:
         if candidate is not None and candidate.is_file():
@@ -150,10 +173,6 @@ def card_command(
     commit_message: str = typer.Option(None, "--commit-message", help="Commit title."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
 ) -> None:
-    from certify import card as card_module
-    from certify import hub
-    from certify.certificate import load_certificate
-
     try:
         certificate_bytes = certificate.read_bytes()
     except OSError as error:

@@ -8,8 +8,13 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from certify.certificate import RISK_TOLERANCE
 from certify.cli._app import app, console, env, err_console, print_json
+from certify.cli._run import default_key_dir
 from certify.errors import InvalidInputError, VerificationError
+from certify.hub import download_run
+from certify.signing import generate_key
+from certify.verify import verify
 
 KEYGEN_HELP = """Create an ECDSA P-256 key pair for signing certificates.
 
@@ -34,8 +39,9 @@ TARGET is a run folder (certificate.json + certificate.dsse.json + model.certz),
 certificate file, an envelope file, or a Hub repo id (downloaded first; HF_TOKEN and
 HF_ENDPOINT are used). One line per check: the schema, the DSSE signature (against
 --key), that the signed statement is this certificate, every signed file's sha256 and
-size, that the artifact decodes to the recorded weights, that every number of the
-bound recomputes from the recorded inputs, and that the sentence matches the numbers.
+size, that the artifact decodes to the recorded weights, that model.sig (OpenSSF
+model-signing, when present) covers the folder, that every number of the bound
+recomputes from the recorded inputs, and that the sentence matches the numbers.
 
 Without --key the signature can only be checked against the key published next to the
 certificate, which proves nothing about who signed: the check is shown as UNPINNED
@@ -67,13 +73,6 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
 _MARKS = {"pass": "✓", "fail": "✗", "unpinned": "!", "not_run": "-"}
 
 
-def _default_key_dir() -> Path:
-    """The folder `certify run` makes and looks for its key in, so both agree."""
-    from certify.cli._run import default_key_dir
-
-    return default_key_dir()
-
-
 @app.command("keygen", help=_unwrap(KEYGEN_HELP))
 def keygen(
     out_dir: Path = typer.Option(
@@ -85,11 +84,9 @@ def keygen(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing key pair."),
     as_json: bool = typer.Option(False, "--json", help="Print paths and fingerprint as JSON."),
 ) -> None:
-    from certify.signing import generate_key
-
     passphrase = env("CERTIFY_KEY_PASSPHRASE")
     pair = generate_key(
-        out_dir or _default_key_dir(),
+        out_dir or default_key_dir(),
         passphrase.encode("utf-8") if passphrase else None,
         force=force,
     )
@@ -120,8 +117,6 @@ def _resolve_target(target: str, revision: str | None) -> Path:
             raise InvalidInputError("--revision applies to Hub repo ids only", field="--revision")
         return path
     if _REPO_ID.match(target):
-        from certify.hub import download_run
-
         err_console.print(f"downloading {target}{'@' + revision if revision else ''} …")
         return download_run(target, revision, endpoint=env("HF_ENDPOINT"), token=env("HF_TOKEN"))
     raise InvalidInputError(
@@ -147,7 +142,9 @@ def verify_command(
         None, "--dataset", help="Token shards or source to re-measure the risk on."
     ),
     risk_tolerance: float = typer.Option(
-        1e-3, "--risk-tolerance", help="Largest accepted gap of a re-measured mean (its unit)."
+        RISK_TOLERANCE,
+        "--risk-tolerance",
+        help="Largest accepted gap of a re-measured mean (its unit).",
     ),
     device: str = typer.Option(
         "auto", "--device", help="Device for --recompute-risk (auto: CUDA, then MPS, then CPU)."
@@ -157,8 +154,6 @@ def verify_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    from certify.certificate import verify
-
     public_key_pem = None
     if key is not None:
         try:

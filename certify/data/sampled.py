@@ -22,7 +22,6 @@ import hashlib
 import io
 import json
 import multiprocessing
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -290,8 +289,6 @@ def _set_context(context: _Context) -> None:
     # Ctrl-C reaches the whole process group: the parent alone handles it (saves the
     # journal, shuts the pool down); a worker that died of it would only print a traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # one process per core already: the tokenizer's own threads would only compete
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _read_unit(context: _Context, task: _Task) -> tuple[list[str], bytes]:

@@ -81,6 +81,7 @@ from certify.errors import (
     EvaluationError,
     InterruptedRunError,
     InvalidInputError,
+    UsageError,
 )
 from certify.models import resolve_model, tensor_specs
 from certify.records import (
@@ -251,6 +252,8 @@ class DatasetChoice:
     note: str
     assumption: str | None
     defaulted: bool
+    #: the model card declares this dataset as training data (held-out mode is refused)
+    declared_training_data: bool = False
 
 
 def card_datasets(card_text: str) -> list[str]:
@@ -298,6 +301,8 @@ def _model_card_text(resolved: ResolvedModel, settings: RunSettings) -> str | No
 
 def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetChoice:
     """``--dataset`` if given, else the card's first ``datasets:`` entry, else the fallback."""
+    card = _model_card_text(resolved, settings)
+    declared = card_datasets(card) if card is not None else []
     if settings.dataset is not None:
         return DatasetChoice(
             source=settings.dataset,
@@ -305,10 +310,9 @@ def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetCho
             note=f"dataset: {settings.dataset}",
             assumption=None,
             defaulted=False,
+            declared_training_data=settings.dataset in declared,
         )
     limit = settings.max_documents if settings.max_documents is not None else DEFAULT_MAX_DOCUMENTS
-    card = _model_card_text(resolved, settings)
-    declared = card_datasets(card) if card is not None else []
     if declared:
         source = declared[0]
         return DatasetChoice(
@@ -324,6 +328,7 @@ def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetCho
                 f"{limit} documents."
             ),
             defaulted=True,
+            declared_training_data=True,
         )
     return DatasetChoice(
         source=FALLBACK_DATASET,
@@ -344,6 +349,27 @@ def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetCho
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_heldout(settings: RunSettings, choice: DatasetChoice) -> None:
+    """Held-out mode asserts the data is independent of the model: never for its own
+    declared training data, nor for a dataset certify chose (DESIGN.md "The bound")."""
+    if not settings.heldout:
+        return
+    if choice.declared_training_data:
+        raise UsageError(
+            f"--heldout asserts the data is independent of the model, but the model card "
+            f"declares {choice.source} as its training data",
+            field="--heldout",
+            hint="drop --heldout (the file size is then charged), or pass held-out data",
+        )
+    if choice.defaulted:
+        raise UsageError(
+            "--heldout needs the data you assert is independent of the model; certify "
+            f"chose {choice.source} itself",
+            field="--heldout",
+            hint="pass --dataset with data the model never saw",
+        )
 
 
 def _model_record(resolved: ResolvedModel, artifact: ArtifactRecord) -> ModelRecord:
@@ -633,10 +659,6 @@ class _Pipeline:
         out_relative: str,
     ) -> RiskRecord:
         evaluation = dataclasses.replace(self.settings.evaluation, stream=stream)
-        # INTERIM(v2): certificates are still version 1 until certificate v2 lands
-        evaluation = dataclasses.replace(
-            evaluation, bound_version=1, seed=evaluation.seed if evaluation.seed is not None else 0
-        )
         artifact_path = self.run_dir / artifact.path
         checkpoint = self.state_dir / "checkpoints" / f"{name}.json"
 
@@ -651,7 +673,8 @@ class _Pipeline:
                 model=self._decoded_model(artifact_path),
                 progress=self.runner.report(name),
                 checkpoint_path=checkpoint,
-                model_identity=artifact.decoded_weights_sha256,
+                # the artifact's hash: it keys the checkpoint and seeds the default sample
+                model_identity=artifact.sha256,
             )
             document = risk.risk_to_dict(record)
             if self.rank == 0:
@@ -689,7 +712,6 @@ class _Pipeline:
                     delta=settings.delta,
                     sampling_method="exhaustive" if settings.evaluation.exhaustive else "bernstein",
                     heldout=settings.heldout,
-                    bound_version=1,
                 )
             )
 
@@ -729,6 +751,7 @@ class _Pipeline:
         resolved = self.resolve()
         self._warn_cpu(resolved)
         choice = choose_dataset(settings, resolved)
+        _check_heldout(settings, choice)
         if choice.defaulted:
             self.run_log.note(choice.note)
         else:
@@ -760,7 +783,6 @@ class _Pipeline:
         dataset_record = risk_record.data
         if dataset_record is None:
             raise DataError("the evaluation did not record its dataset; this is a bug")
-        dataset_record = dataclasses.replace(dataset_record, documents_sha256=None)  # INTERIM(v2)
 
         _certificate, fingerprint, key_path, key_created = self._certify(
             resolved, artifact, dataset_record, risk_record, bound_result, choice, grid

@@ -52,15 +52,16 @@ def child_generator(seed: int, stream: Stream, *extra: int) -> np.random.Generat
 
 
 def derive_seed(inputs: dict[str, Any]) -> int:
-    """The default seed: the first 63 bits of sha256 over the RFC 8785 form of ``inputs``.
+    """The default seed: the first 53 bits of sha256 over the RFC 8785 form of ``inputs``.
 
     ``inputs`` are fixed before any loss is seen (the artifact's sha256, the data's
     fingerprint, S, P and s), so the sample cannot be chosen after looking at losses,
-    and anyone can recompute the seed from what the certificate records.
+    and anyone can recompute the seed from what the certificate records. 53 bits keep
+    it an exact JSON number (I-JSON) wherever the certificate is read.
 
     >>> derive_seed({"artifact_sha256": "ab", "samples": 2}) == derive_seed(
     ...     {"samples": 2, "artifact_sha256": "ab"})
     True
     """
     digest = hashlib.sha256(canonical_bytes(inputs)).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return int.from_bytes(digest[:8], "big") >> 11

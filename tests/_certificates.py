@@ -28,9 +28,9 @@ SAMPLES = 64
 
 def metrics() -> tuple[MetricSample, ...]:
     return (
-        MetricSample("bits", 7.5, 0.4, SAMPLES, alpha=0.01),
-        MetricSample("bits", 7.9, 0.3, SAMPLES, alpha=0.1),
-        MetricSample("top_k_error", 0.9, 0.01, SAMPLES, k=1),
+        MetricSample("bits", 7.5, 0.4, SAMPLES, alpha=0.01, square_mean=9.0, square_variance=2.0),
+        MetricSample("bits", 7.9, 0.3, SAMPLES, alpha=0.1, square_mean=8.5, square_variance=1.5),
+        MetricSample("top_k_error", 0.9, 0.01, SAMPLES, k=1, square_mean=0.1, square_variance=0.01),
     )
 
 
@@ -50,18 +50,22 @@ def build_from_artifact(artifact: Any, vocab_size: int, *, heldout: bool = False
         n_tokens=N_TOKENS,
         documents=40,
         shards_sha256="d" * 64,
+        documents_sha256="e" * 64,
     )
     risk = RiskRecord(
         vocab_size=vocab_size,
         n_tokens=N_TOKENS,
         chunk_tokens=64,
         context_tokens=0,
-        sampling=SamplingRecord("length_proportional_with_replacement", SAMPLES, 0),
+        sampling=SamplingRecord(
+            "length_proportional_with_replacement", SAMPLES, 0, stream="certification"
+        ),
         metrics=metrics(),
         device="cpu",
         dtype="float32",
         tokens_scored=SAMPLES * 64,
         seconds=1.25,
+        bound_version=2,
     )
     bound = compute_bound(
         BoundInput(
@@ -70,7 +74,6 @@ def build_from_artifact(artifact: Any, vocab_size: int, *, heldout: bool = False
             size_bytes=artifact.size_bytes,
             metrics=metrics(),
             heldout=heldout,
-            bound_version=1,
         )
     )
     return build_certificate(model, artifact, data, risk, bound, created_at="2026-11-28T05:00:00Z")

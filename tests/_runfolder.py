@@ -54,24 +54,28 @@ def make_run_folder(out: Path, toy_model: Path, *, card: bool = True) -> dict[st
         n_tokens=N_TOKENS,
         documents=40,
         shards_sha256="b" * 64,
+        documents_sha256="c" * 64,
     )
     metrics = (
-        MetricSample("bits", 5.5, 0.4, 64, alpha=0.01),
-        MetricSample("bits", 5.9, 0.3, 64, alpha=0.1),
-        MetricSample("top_k_error", 0.7, 0.01, 64, k=1),
-        MetricSample("top_k_error", 0.3, 0.01, 64, k=10),
+        MetricSample("bits", 5.5, 0.4, 64, alpha=0.01, square_mean=7.0, square_variance=1.2),
+        MetricSample("bits", 5.9, 0.3, 64, alpha=0.1, square_mean=6.5, square_variance=1.0),
+        MetricSample("top_k_error", 0.7, 0.01, 64, k=1, square_mean=0.2, square_variance=0.01),
+        MetricSample("top_k_error", 0.3, 0.01, 64, k=10, square_mean=0.15, square_variance=0.01),
     )
     risk = RiskRecord(
         vocab_size=vocab,
         n_tokens=N_TOKENS,
         chunk_tokens=128,
         context_tokens=0,
-        sampling=SamplingRecord("length_proportional_with_replacement", 64, 0),
+        sampling=SamplingRecord(
+            "length_proportional_with_replacement", 64, 0, stream="certification"
+        ),
         metrics=metrics,
         device="cpu",
         dtype="float32",
         tokens_scored=64 * 128,
         seconds=1.0,
+        bound_version=2,
     )
     bound = compute_bound(
         BoundInput(
@@ -79,7 +83,6 @@ def make_run_folder(out: Path, toy_model: Path, *, card: bool = True) -> dict[st
             n_tokens=N_TOKENS,
             size_bytes=artifact.size_bytes,
             metrics=metrics,
-            bound_version=1,
         )
     )
     certificate = build_certificate(

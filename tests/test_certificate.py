@@ -130,33 +130,35 @@ def test_build_rejects_records_of_different_runs(artifacts: dict[str, Any]) -> N
     assert good["artifact"]["path"] == "model.certz"  # a name inside the run folder, never absolute
     assert set(good["tool"]["dependencies"]) >= {"torch", "transformers", "constriction", "numpy"}
     model = ModelRecord("m", "r", "LlamaForCausalLM", artifact.parameters, vocab)
-    data = DatasetRecord("d", "r", "c" * 64, N_TOKENS, 1, "d" * 64)
+    data = DatasetRecord("d", "r", "c" * 64, N_TOKENS, 1, "d" * 64, documents_sha256="e" * 64)
     risk = RiskRecord(
         vocab,
         N_TOKENS,
         64,
         0,
-        SamplingRecord("length_proportional_with_replacement", SAMPLES, 0),
+        SamplingRecord("length_proportional_with_replacement", SAMPLES, 0, stream="certification"),
         metrics(),
         "cpu",
         "float32",
         10,
         1.0,
+        bound_version=2,
     )
     other_size = compute_bound(
-        BoundInput(
-            vocab, N_TOKENS, artifact.size_bytes + 1, metrics(), heldout=True, bound_version=1
-        )
+        BoundInput(vocab, N_TOKENS, artifact.size_bytes + 1, metrics(), heldout=True)
     )
     with pytest.raises(CertificateError, match="size_bytes"):
         build_certificate(model, artifact, data, risk, other_size)
     other_stats = compute_bound(
-        BoundInput(
-            vocab, N_TOKENS, artifact.size_bytes, metrics()[:2], heldout=True, bound_version=1
-        )
+        BoundInput(vocab, N_TOKENS, artifact.size_bytes, metrics()[:2], heldout=True)
     )
     with pytest.raises(CertificateError, match="statistics"):
         build_certificate(model, artifact, data, risk, other_stats)
+    version_1 = compute_bound(
+        BoundInput(vocab, N_TOKENS, artifact.size_bytes, metrics(), bound_version=1)
+    )
+    with pytest.raises(CertificateError, match="version 2"):
+        build_certificate(model, artifact, data, risk, version_1)
 
 
 def test_write_certificate_is_atomic_and_canonical(tmp_path: Path) -> None:
@@ -186,30 +188,38 @@ def test_large_integral_floats_survive_the_canonical_round_trip() -> None:
 
 
 def test_the_certificate_type_has_exactly_the_schemas_fields() -> None:
-    """The TypedDicts the code passes around name every field of the schema, no more."""
-    schema = load_schema("certificate")
+    """The TypedDicts the code passes around name every field of the schemas (versions 1
+    and 2), no more: a key both versions require is required, any other is optional."""
+    schemas = [load_schema("certificate"), load_schema("certificate-v2")]
 
-    def node(*path: str) -> dict[str, Any]:
+    def node(schema: dict[str, Any], *path: str) -> dict[str, Any]:
         current: dict[str, Any] = schema
         for key in path:
-            current = current["properties"][key] if key != "$metric" else schema["$defs"]["metric"]
+            if key == "$metric":
+                defs = schema["$defs"]
+                current = defs["metric"] if "metric" in defs else defs["metric_v2"]
+            else:
+                current = current["properties"][key]
             while "$ref" in current:
                 current = schema["$defs"][current["$ref"].rsplit("/", 1)[1]]
         return current
 
     pairs = [
-        (Certificate, node()),
-        (CertificateTool, node("tool")),
-        (CertificateModel, node("model")),
-        (CertificateArtifact, node("artifact")),
-        (CertificateData, node("data")),
-        (CertificateSampling, node("data", "sampling")),
-        (CertificateEvaluation, node("evaluation")),
-        (CertificateBound, node("bound")),
-        (CertificatePrior, node("bound", "prior")),
-        (CertificateMetric, node("$metric")),
+        (Certificate, ()),
+        (CertificateTool, ("tool",)),
+        (CertificateModel, ("model",)),
+        (CertificateArtifact, ("artifact",)),
+        (CertificateData, ("data",)),
+        (CertificateSampling, ("data", "sampling")),
+        (CertificateEvaluation, ("evaluation",)),
+        (CertificateBound, ("bound",)),
+        (CertificatePrior, ("bound", "prior")),
+        (CertificateMetric, ("$metric",)),
     ]
-    for typed, shape in pairs:
-        assert typed.__required_keys__ == set(shape["required"]), typed.__name__
+    for typed, path in pairs:
+        shapes = [node(schema, *path) for schema in schemas]
+        required = set.intersection(*(set(shape["required"]) for shape in shapes))
+        properties = set.union(*(set(shape["properties"]) for shape in shapes))
+        assert typed.__required_keys__ == required, typed.__name__
         fields = typed.__required_keys__ | typed.__optional_keys__
-        assert fields == set(shape["properties"]), typed.__name__
+        assert fields == properties, typed.__name__

@@ -25,6 +25,7 @@ from certify.records import (
     ResolvedModel,
     RunSettings,
 )
+from certify.streams import derive_seed
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--samples", "6", "--chunk-tokens", "32", "--alphas", "0.01,0.1", "--top-k", "1,10"]
@@ -212,8 +213,15 @@ def test_bits_auto_counts_its_search(
     assert any(
         "--bits auto searched 6 configurations" in text for text in certificate["assumptions"]
     )
-    # certified on a sample other than the search sample
-    assert certificate["data"]["sampling"]["seed"] == 0
+    # certified on a sample independent of the search sample: the same derived seed, the
+    # certification child stream instead of the search one
+    sampling = certificate["data"]["sampling"]
+    assert sampling["stream"] == "certification"
+    assert sampling["seed"] == derive_seed(sampling["seed_inputs"])
+    label = f"b{chosen[0]['bits']}-g{chosen[0]['group_size']}"
+    search = json.loads((run_dir / ".certify" / "candidates" / label / "risk.json").read_text())
+    assert search["sampling"]["stream"] == "search"
+    assert search["sampling"]["seed"] == sampling["seed"]
     assert run_cli(["verify", str(run_dir), "--key", str(_public_key(home))]) == 0
 
 

@@ -417,12 +417,14 @@ def score_windows(
     checkpoint_path: str | Path | None = None,
     model_identity: str | None = None,
     vocab_slice: int | None = None,
+    rules: TokenRules | None = None,
 ) -> ScoredWindows:
     """Resume, score and gather: per-window loss sums of ``model`` on ``windows``.
 
     ``progress(done, total)`` counts scored tokens of this rank. ``checkpoint_path``
     keeps per-batch results keyed by the weights (``model_identity``, default
     :func:`model_fingerprint`), the windows over ``data_sha256`` and ``settings``.
+    ``rules`` overrides the token rules of ``settings.bound_version`` (benchmarks).
     """
     _check_window_fits(model, settings)
     chunks, window_keys = _distinct_chunks(windows)
@@ -432,7 +434,7 @@ def score_windows(
         model,
         GPU_LOGIT_ELEMENTS if on_gpu else CPU_LOGIT_ELEMENTS,
         vocab_slice,
-        rules_for(settings),
+        rules if rules is not None else rules_for(settings),
     )
     rank, world = _distributed()
 

@@ -445,7 +445,7 @@ def acceptance_lower_bound(accepted: int, drawn: int, delta_n: float) -> float:
     D draws until the G-th acceptance, each accepted with probability p, give
     P(D ≤ d) = P(Binomial(d, p) ≥ G) = I_p(G, d − G + 1); the quantile is below p with
     probability ≥ 1 − δ_n (docs/MATH.md). scipy's betaincinv can be off by ~1e-12
-    relative, so two Newton steps on scipy's forward I_x polish it, and the result is
+    relative, so up to three Newton steps on scipy's forward I_x polish it, and it is
     stepped down until I_x(G, D − G + 1) ≤ δ_n holds as evaluated (never above).
     """
     from scipy import special  # heavy: only sampled mode needs it

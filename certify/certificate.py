@@ -87,6 +87,7 @@ __all__ = [
     "recorded_input_mismatches",
     "safe_relative_path",
     "validate_certificate",
+    "version_of",
     "write_certificate",
 ]
 

@@ -73,8 +73,11 @@ from certify.data import (
     cached_tokens,
     load_tokenizer,
     open_shards,
+    resolve_mode,
     tokenizer_sha256,
 )
+from certify.data.sampled import SampledData, SampledSettings, redraw, sample_units
+from certify.data.units import enumerate_units, weight_rule_for
 from certify.errors import (
     CertifyError,
     DataError,
@@ -98,21 +101,29 @@ from certify.records import (
     RiskRecord,
     RunResult,
     RunSettings,
+    SampledDataRecord,
+    SampledDraws,
     SearchCandidate,
     StageTiming,
     to_dict,
 )
+from certify.streams import derive_seed
 
 ProgressCallback = Callable[[str, int, int], None]
 LogCallback = Callable[[str], None]
 
 #: bump when a stage's meaning changes, so old manifests stop matching
 STAGE_FORMAT_VERSION = 1
-#: the public pretraining corpus used when neither --dataset nor the model card names one
-#: (LLM360's Amber data, the corpus Lotfi et al. 2024 evaluated LLaMA-2 bounds on)
-FALLBACK_DATASET = "LLM360/AmberDatasets"
-#: documents read when the dataset was chosen for the user (keeps a default run proportionate)
-DEFAULT_MAX_DOCUMENTS = 20_000
+#: the public pretraining corpus used when neither --dataset nor the model card names one.
+#: FineWeb (HuggingFaceFW, 15T tokens of deduplicated, filtered CommonCrawl) is parquet
+#: with row groups of a few thousand documents, so sampled mode counts its documents from
+#: the footers and downloads only the drawn row groups. Lotfi et al. used LLM360's Amber
+#: for LLaMA-2, but Amber is published as jsonl, whose documents cannot be counted
+#: without reading every byte (docs/DATA.md "Sampled mode").
+FALLBACK_DATASET = "HuggingFaceFW/fineweb"
+#: FineWeb's text column is dictionary-encoded in places, so byte counts cannot bound
+#: tokens from the footers: documents are truncated to this many tokens (weight c·m_u)
+FALLBACK_TRUNCATE_TOKENS = 4096
 #: rough CPU throughput for the time estimate: multiply-adds per second per thread
 CPU_FLOPS_PER_THREAD = 2.0e10
 
@@ -254,6 +265,10 @@ class DatasetChoice:
     defaulted: bool
     #: the model card declares this dataset as training data (held-out mode is refused)
     declared_training_data: bool = False
+    #: how it is read: "exact", "sampled" or "auto" (certify.data.resolve_mode)
+    mode: Literal["exact", "sampled", "auto"] = "auto"
+    #: a truncation certify chose for the fallback corpus (--truncate-tokens overrides it)
+    truncate_tokens: int | None = None
 
 
 def card_datasets(card_text: str) -> list[str]:
@@ -300,7 +315,11 @@ def _model_card_text(resolved: ResolvedModel, settings: RunSettings) -> str | No
 
 
 def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetChoice:
-    """``--dataset`` if given, else the card's first ``datasets:`` entry, else the fallback."""
+    """``--dataset`` if given, else the card's first ``datasets:`` entry, else the fallback.
+
+    A dataset certify chooses is read whole in sampled mode (no document cap): the
+    bound is about the training stream, and sampled mode makes its size affordable.
+    """
     card = _model_card_text(resolved, settings)
     declared = card_datasets(card) if card is not None else []
     if settings.dataset is not None:
@@ -311,40 +330,50 @@ def choose_dataset(settings: RunSettings, resolved: ResolvedModel) -> DatasetCho
             assumption=None,
             defaulted=False,
             declared_training_data=settings.dataset in declared,
+            mode=settings.data_mode,
         )
-    limit = settings.max_documents if settings.max_documents is not None else DEFAULT_MAX_DOCUMENTS
+    if settings.max_documents is not None:
+        raise UsageError(
+            "--max-documents caps a dataset you name; without --dataset certify reads the "
+            "declared training data whole, in sampled mode",
+            field="--max-documents",
+            hint="pass --dataset SRC with --max-documents, or drop --max-documents",
+        )
     if declared:
         source = declared[0]
         return DatasetChoice(
             source=source,
-            max_documents=limit,
+            max_documents=None,
             note=(
                 f"no --dataset given: using {source}, the first training dataset the model "
-                f"card declares (first {limit} documents; --max-documents changes that)"
+                "card declares, whole, in sampled mode"
             ),
             assumption=(
                 f"The dataset was not given; certify used {source}, the first entry of "
-                f"`datasets:` in the model card of {settings.model}, limited to its first "
-                f"{limit} documents."
+                f"`datasets:` in the model card of {settings.model}, read in sampled mode."
             ),
             defaulted=True,
             declared_training_data=True,
+            mode="sampled",
         )
     return DatasetChoice(
         source=FALLBACK_DATASET,
-        max_documents=limit,
+        max_documents=None,
         note=(
             f"no --dataset given and the model card declares none: falling back to "
-            f"{FALLBACK_DATASET} (LLM360's public pretraining corpus, the one Lotfi et al. "
-            f"used for LLaMA-2), first {limit} documents; pass --dataset for your model's "
-            "own training data"
+            f"{FALLBACK_DATASET} (a public pretraining corpus in parquet, read in sampled "
+            f"mode, documents truncated to {FALLBACK_TRUNCATE_TOKENS} tokens unless "
+            "--truncate-tokens says otherwise); pass --dataset for your model's own "
+            "training data"
         ),
         assumption=(
             f"No dataset was given or declared by the model card; certify used the public "
-            f"pretraining corpus {FALLBACK_DATASET} (first {limit} documents), which need not "
-            "be this model's training data: the bound is about the risk on that stream."
+            f"pretraining corpus {FALLBACK_DATASET} in sampled mode, which need not be this "
+            "model's training data: the bound is about the risk on that stream."
         ),
         defaulted=True,
+        mode="sampled",
+        truncate_tokens=FALLBACK_TRUNCATE_TOKENS,
     )
 
 
@@ -399,16 +428,115 @@ def _format_minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _data_identity(tokens: TokenShards | SampledTokens) -> str:
+    """What names the data an evaluation reads: the token stream, or the draws."""
+    if isinstance(tokens, SampledTokens):
+        return tokens.data.record.draws_sha256
+    return tokens.record.shards_sha256
+
+
 def _data_source(settings: RunSettings, choice: DatasetChoice) -> DataSource:
     return DataSource(
         source=choice.source,
         revision=settings.dataset_revision,
+        config=settings.dataset_config,
+        split=settings.split,
         text_column=settings.text_column,
         max_documents=choice.max_documents,
+        extensions=settings.extensions,
+        exclude=settings.exclude,
+        decode_errors=settings.decode_errors,
+        mode=choice.mode,
+        accepted_units=settings.accepted_units,
+        chunks_per_unit=settings.chunks_per_unit,
+        truncate_tokens=settings.truncate_tokens
+        if settings.truncate_tokens is not None
+        else choice.truncate_tokens,
     )
 
 
 # --------------------------------------------------------------------------- decoded model → risk
+
+
+@dataclasses.dataclass(frozen=True)
+class SampledTokens:
+    """A sampled-mode draw ready to score, and what its default seed was derived from."""
+
+    data: SampledData
+    seed_inputs: dict[str, Any] | None
+
+
+def sample_tokens(
+    dataset: DataSource,
+    tokenizer: Any,
+    settings: EvaluationSettings,
+    cache: str | Path,
+    *,
+    artifact_sha256: str,
+    recorded: SampledDataRecord | None = None,
+    workers: int = 0,
+    endpoint: str | None = None,
+    token: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SampledTokens:
+    """Sampled mode's draw (DESIGN.md "sampled mode"): units, weights, then G accepted units.
+
+    The default seed hashes the artifact, the unit list, S, P, G and r (all fixed before
+    any unit is read); the search stream hashes that seed once more, so a ``--bits auto``
+    search never scores the certification draws. ``recorded`` redraws exactly what a
+    certificate names (``verify --recompute-risk``). The resume journal lives in
+    ``cache`` (an interrupted draw continues).
+    """
+    if recorded is not None:
+        redrawn = redraw(recorded, tokenizer, workers=workers, token=token, endpoint=endpoint)
+        return SampledTokens(data=redrawn, seed_inputs=None)
+    rule = weight_rule_for(tokenizer, dataset.truncate_tokens)
+    units = enumerate_units(
+        dataset.source,
+        rule,
+        text_column=dataset.text_column,
+        extensions=dataset.extensions,
+        exclude=dataset.exclude,
+        decode_errors=dataset.decode_errors,
+        dataset_config=dataset.config,
+        split=dataset.split,
+        revision=dataset.revision,
+        token=token,
+        endpoint=endpoint,
+    )
+    seed, inputs = settings.seed, None
+    if seed is None:
+        inputs = {
+            "artifact_sha256": artifact_sha256,
+            "units_sha256": units.units_sha256,
+            "revision": units.revision,
+            "chunk_tokens": settings.chunk_tokens,
+            "context_tokens": settings.context_tokens,
+            "accepted_units": dataset.accepted_units,
+            "chunks_per_unit": dataset.chunks_per_unit,
+        }
+        seed = derive_seed(inputs)
+    if settings.stream == "search":
+        seed = derive_seed({"seed": seed, "stream": "search"})
+    sampled_settings = SampledSettings(
+        accepted_units=dataset.accepted_units,
+        chunks_per_unit=dataset.chunks_per_unit,
+        chunk_tokens=settings.chunk_tokens,
+        context_tokens=settings.context_tokens,
+        seed=seed,
+        workers=workers,
+    )
+    work_dir = Path(cache) / "sampled" / units.units_sha256[:16] / f"{seed:016x}"
+    drawn = sample_units(
+        units,
+        tokenizer,
+        sampled_settings,
+        work_dir=work_dir,
+        progress=progress,
+        token=token,
+        endpoint=endpoint,
+    )
+    return SampledTokens(data=drawn, seed_inputs=inputs)
 
 
 def measure_risk(
@@ -419,26 +547,46 @@ def measure_risk(
     *,
     endpoint: str | None = None,
     token: str | None = None,
-    tokens: TokenShards | None = None,
+    tokens: TokenShards | SampledTokens | None = None,
     model: Any = None,
     device_map: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     checkpoint_path: str | Path | None = None,
     model_identity: str | None = None,
+    recorded: SampledDataRecord | None = None,
+    workers: int = 0,
 ) -> RiskRecord:
     """Decoded model → tokens → risk: the one path ``run``, ``evaluate`` and ``verify``
     ``--recompute-risk`` share (DESIGN.md "The flow").
 
     ``artifact`` is a ``.certz`` file (decoded first: the certificate is about those
-    weights), a model folder or a Hub id; its own tokenizer tokenizes ``dataset`` into
-    the shard cache under ``cache`` (:func:`certify.data.cached_tokens`; a token-shard
-    folder is used as is). ``tokens`` and ``model`` pass what a caller already opened
-    (the pipeline reuses them across stages). Every input starts with BOS (EOS when the
-    tokenizer has none). ``progress(done, total)`` counts scored tokens;
-    ``checkpoint_path`` makes an interrupted evaluation resumable.
+    weights), a model folder or a Hub id; its own tokenizer reads ``dataset``: in exact
+    mode into the shard cache under ``cache`` (:func:`certify.data.cached_tokens`; a
+    token-shard folder is used as is), in sampled mode by drawing units
+    (:func:`sample_tokens`, or ``recorded``'s draws again). ``tokens`` and ``model`` pass
+    what a caller already opened (the pipeline reuses them across stages). Every input
+    starts with BOS (EOS when the tokenizer has none). ``model_identity`` (default: the
+    sha256 of a ``.certz`` file) seeds the default sample and keys the checkpoint;
+    ``progress(done, total)`` counts scored tokens; ``checkpoint_path`` makes an
+    interrupted evaluation resumable.
     """
     tokenizer = load_tokenizer(artifact, endpoint=endpoint, token=token)
-    if tokens is None:
+    if model_identity is None and Path(artifact).suffix == ".certz":
+        model_identity = file_sha256(artifact)
+    sampled = recorded is not None or resolve_mode(dataset) == "sampled"
+    if tokens is None and sampled:
+        tokens = sample_tokens(
+            dataset,
+            tokenizer,
+            settings,
+            cache,
+            artifact_sha256=model_identity or "",
+            recorded=recorded,
+            workers=workers,
+            endpoint=endpoint,
+            token=token,
+        )
+    elif tokens is None:
         tokens = cached_tokens(dataset, tokenizer, cache, token=token, endpoint=endpoint)
     if model is None:
         model, _ = risk.load_for_evaluation(
@@ -448,6 +596,18 @@ def measure_risk(
             device_map=device_map,
             endpoint=endpoint,
             token=token,
+        )
+    if isinstance(tokens, SampledTokens):
+        return risk.evaluate_sampled(
+            model,
+            tokens.data.windows,
+            tokens.data.record,
+            settings,
+            bos_token_id=bos_token_id(tokenizer),
+            seed_inputs=tokens.seed_inputs,
+            progress=progress,
+            checkpoint_path=checkpoint_path,
+            model_identity=model_identity,
         )
     return risk.evaluate(
         model,
@@ -578,38 +738,72 @@ class _Pipeline:
         }
         return ArtifactRecord(**self.stages.run(name, inputs, work))
 
-    def tokenize(self, artifact_path: Path, choice: DatasetChoice) -> TokenShards:
-        """The chosen dataset tokenized with the artifact's tokenizer (the shard cache)."""
+    def _cache(self) -> Path:
+        folder = self.settings.shard_cache_dir
+        return Path(folder) if folder is not None else self.state_dir / "shards"
+
+    def tokenize(
+        self,
+        artifact: ArtifactRecord,
+        choice: DatasetChoice,
+        stream: Literal["certification", "search"] = "certification",
+        name: str = "tokenize",
+    ) -> TokenShards | SampledTokens:
+        """The chosen dataset read with the artifact's tokenizer: the exact token stream
+        (the shard cache), or in sampled mode the units drawn for this artifact from
+        ``stream`` (stage "sample")."""
         settings = self.settings
-        name = "tokenize"
-        tokenizer = load_tokenizer(artifact_path)
         dataset = _data_source(settings, choice)
-        cache = (
-            Path(settings.shard_cache_dir)
-            if settings.shard_cache_dir is not None
-            else self.state_dir / "shards"
-        )
-        self.stages.barrier()
-        if self.rank != 0:
-            self.stages.barrier()  # rank 0 tokenizes
-            folder = cache_folder(dataset, tokenizer_sha256(tokenizer), cache)
-            return open_shards(folder, verify_contents=False)
-        start = time.perf_counter()
-        with self.runner.stage(name):
-            shards = cached_tokens(
+        sampled = resolve_mode(dataset) == "sampled"
+        if sampled:
+            name = name.replace("tokenize", "sample")
+        tokenizer = load_tokenizer(self.run_dir / artifact.path)
+        cache = self._cache()
+        evaluation = dataclasses.replace(settings.evaluation, stream=stream)
+
+        def read(progress: Callable[[int, int], None] | None) -> TokenShards | SampledTokens:
+            if sampled:
+                return sample_tokens(
+                    dataset,
+                    tokenizer,
+                    evaluation,
+                    cache,
+                    artifact_sha256=artifact.sha256,
+                    workers=settings.workers,
+                    endpoint=settings.endpoint,
+                    token=settings.token,
+                    progress=progress,
+                )
+            if self.rank != 0:
+                folder = cache_folder(dataset, tokenizer_sha256(tokenizer), cache)
+                return open_shards(folder, verify_contents=False)
+            return cached_tokens(
                 dataset,
                 tokenizer,
                 cache,
                 token=settings.token,
                 endpoint=settings.endpoint,
-                progress=self.runner.report(name),
+                progress=progress,
             )
-        if shards.reused:  # the shard folder was already complete
+
+        self.stages.barrier()
+        if self.rank != 0:
+            self.stages.barrier()  # rank 0 reads first; the others reuse its cache/journal
+            return read(None)
+        start = time.perf_counter()
+        with self.runner.stage(name):
+            tokens = read(self.runner.report(name))
+        reused = (
+            tokens.data.units_tokenized_now == 0
+            if isinstance(tokens, SampledTokens)
+            else tokens.reused
+        )
+        if reused:  # the shards (or every drawn unit) were already there
             self.runner.timings[-1] = StageTiming(
                 stage=name, seconds=time.perf_counter() - start, reused=True
             )
         self.stages.barrier()
-        return shards
+        return tokens
 
     def _decoded_model(self, artifact_path: Path) -> Any:
         key = str(artifact_path)
@@ -651,7 +845,7 @@ class _Pipeline:
     def evaluate(
         self,
         artifact: ArtifactRecord,
-        shards: TokenShards,
+        shards: TokenShards | SampledTokens,
         choice: DatasetChoice,
         *,
         name: str,
@@ -668,7 +862,7 @@ class _Pipeline:
                 artifact_path,
                 _data_source(self.settings, choice),
                 evaluation,
-                shards.directory,
+                self._cache(),
                 tokens=shards,
                 model=self._decoded_model(artifact_path),
                 progress=self.runner.report(name),
@@ -683,7 +877,7 @@ class _Pipeline:
 
         inputs = {
             "artifact_sha256": artifact.sha256,
-            "shards_sha256": shards.record.shards_sha256,
+            "data_sha256": _data_identity(shards),
             "evaluation": to_dict(evaluation),
             "tool": __version__,
         }
@@ -702,10 +896,14 @@ class _Pipeline:
     ) -> BoundResult:
         settings = self.settings
         with self.runner.stage(name):
+            data = risk_record.data
             return compute_bound(
                 BoundInput(
                     vocab_size=risk_record.vocab_size,
                     n_tokens=risk_record.n_tokens,
+                    sampled=SampledDraws(data.total_weight, data.accepted, data.drawn)
+                    if isinstance(data, SampledDataRecord)
+                    else None,
                     size_bytes=artifact.size_bytes,
                     metrics=risk_record.metrics,
                     hyperparameter_configurations=configurations,
@@ -767,7 +965,7 @@ class _Pipeline:
             artifact, risk_record, bound_result, search = self._search(resolved, choice, grid)
         else:
             artifact = self.compress(resolved, settings.quantization, "compress", ARTIFACT_NAME)
-            shards = self.tokenize(self.run_dir / artifact.path, choice)
+            shards = self.tokenize(artifact, choice)
             risk_record = self.evaluate(
                 artifact,
                 shards,
@@ -810,7 +1008,7 @@ class _Pipeline:
         settings = self.settings
         configurations = len(grid)
         scored: list[tuple[float, int, ArtifactRecord]] = []
-        shards: TokenShards | None = None
+        shards: TokenShards | SampledTokens | None = None
         for number, (bits, group_size) in enumerate(grid):
             label = f"b{bits}-g{group_size}"
             quantization = dataclasses.replace(
@@ -818,8 +1016,9 @@ class _Pipeline:
             )
             relative = f"{STATE_DIR}/candidates/{label}/{ARTIFACT_NAME}"
             artifact = self.compress(resolved, quantization, f"compress[{label}]", relative)
-            if shards is None:
-                shards = self.tokenize(self.run_dir / artifact.path, choice)
+            if shards is None or isinstance(shards, SampledTokens):
+                # sampled mode draws per artifact (its hash seeds the draw), from SEARCH
+                shards = self.tokenize(artifact, choice, "search", f"tokenize[{label}]")
             risk_record = self.evaluate(
                 artifact,
                 shards,
@@ -848,6 +1047,8 @@ class _Pipeline:
         artifact = dataclasses.replace(best_artifact, path=ARTIFACT_NAME)
         if shards is None:  # pragma: no cover - RunSettings refuses an empty grid
             raise InvalidInputError("the --bits auto grid is empty", field="auto_grid")
+        if isinstance(shards, SampledTokens):
+            shards = self.tokenize(artifact, choice)  # the certification draw
         risk_record = self.evaluate(
             artifact,
             shards,
@@ -874,7 +1075,7 @@ class _Pipeline:
         self,
         resolved: ResolvedModel,
         artifact: ArtifactRecord,
-        dataset_record: DatasetRecord,
+        dataset_record: DatasetRecord | SampledDataRecord,
         risk_record: RiskRecord,
         bound_result: BoundResult,
         choice: DatasetChoice,

@@ -15,14 +15,14 @@ when it does not apply, like ``model_signing`` without a model.sig), add it to
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from certify import container, risk, signing
-from certify import data as token_data
+from certify import container, signing
 from certify._files import (
     CERTIFICATE_NAME,
     ENVELOPE_NAME,
@@ -33,6 +33,7 @@ from certify._files import (
 )
 from certify._jcs import canonical_bytes, json_round_trip, parse_json_strict
 from certify.bound import bound_result_to_dict
+from certify.bound_reference import reference_mismatches
 from certify.certificate import (
     REL_TOLERANCE,
     RISK_TOLERANCE,
@@ -43,9 +44,19 @@ from certify.certificate import (
     recompute_bound,
     recorded_input_mismatches,
     validate_certificate,
+    version_of,
 )
 from certify.errors import CertifyError, InvalidInputError, VerificationError
-from certify.records import EvaluationSettings, VerificationCheck, VerificationReport
+from certify.pipeline import measure_risk
+from certify.records import (
+    DatasetRecord,
+    DataSource,
+    EvaluationSettings,
+    RiskRecord,
+    SampledDataRecord,
+    VerificationCheck,
+    VerificationReport,
+)
 
 __all__ = [
     "CHECKS",
@@ -72,6 +83,12 @@ class VerifyOptions:
     dataset: str | Path | None = None
     risk_tolerance: float = RISK_TOLERANCE
     risk_device: str = "auto"
+    #: where ``--recompute-risk`` keeps tokenized shards and sampled-mode journals (None:
+    #: a temporary folder), and how it reaches the Hub for a Hub dataset
+    cache: str | Path | None = None
+    endpoint: str | None = None
+    token: str | None = field(default=None, repr=False)
+    workers: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -414,7 +431,51 @@ def _decode_check(evidence: Evidence) -> VerificationCheck:
             f"decoded weights hash to {decoded}, the certificate records "
             f"{artifact['decoded_weights_sha256']}"
         )
-    return _passed("decode", f"decoded every tensor; weights hash {decoded[:16]}… matches")
+    rows, parameters = _output_rows_and_parameters(header)
+    model = evidence.certificate["model"]
+    if parameters != model["parameters"] or parameters != artifact["parameters"]:
+        raise VerificationError(
+            f"the decoded tensors hold {parameters:,} parameters, the certificate records "
+            f"{model['parameters']:,} (model) and {artifact['parameters']:,} (artifact)"
+        )
+    if rows != model["vocab_size"]:
+        raise VerificationError(
+            f"the decoded output layer has {rows:,} rows, the certificate's bound uses "
+            f"V = {model['vocab_size']:,}"
+        )
+    return _passed(
+        "decode",
+        f"decoded every tensor; weights hash {decoded[:16]}… matches; {parameters:,} "
+        f"parameters and an output layer of {rows:,} rows, as recorded",
+    )
+
+
+#: names of the output layer (then, for tied weights, of the input embedding)
+_OUTPUT_LAYER_NAMES = ("lm_head.weight", "output.weight", "embed_out.weight")
+_EMBEDDING_NAMES = (
+    "embed_tokens.weight",
+    "wte.weight",
+    "word_embeddings.weight",
+    "embed_in.weight",
+)
+
+
+def _output_rows_and_parameters(header: dict[str, Any]) -> tuple[int | None, int]:
+    """(rows of the output layer, parameter count) of a .certz header's tensors.
+
+    The parameter count is over stored tensors (an alias of a tied tensor is not counted
+    twice, as compress counts them); the output layer is the LM head, or the input
+    embedding when the head is tied to it.
+    """
+    shapes = {entry["name"]: entry["shape"] for entry in header["tensors"]}
+    for alias in header.get("aliases", []):
+        shapes.setdefault(alias["name"], shapes.get(alias["target"], []))
+    parameters = sum(math.prod(entry["shape"]) for entry in header["tensors"])
+    for suffixes in (_OUTPUT_LAYER_NAMES, _EMBEDDING_NAMES):
+        for name, shape in shapes.items():
+            if name.endswith(suffixes) and shape:
+                return int(shape[0]), int(parameters)
+    return None, int(parameters)
 
 
 def _model_signing_check(evidence: Evidence) -> VerificationCheck | None:
@@ -463,14 +524,27 @@ def _bound_check(evidence: Evidence) -> VerificationCheck:
 
 
 def bound_recomputes(certificate: Certificate) -> VerificationCheck:
-    """The ``bound`` check on one certificate (also used on golden files)."""
+    """The ``bound`` check on one certificate (also used on golden files).
+
+    Every number is recomputed twice from the recorded inputs: by certify.bound (the
+    code that made it) and by certify.bound_reference, a second implementation that
+    shares no code with it; both must agree with what is recorded.
+    """
     recomputed = json_round_trip(bound_result_to_dict(recompute_bound(certificate)))
     differences, exact, close = compare_numbers(certificate["bound"], recomputed)
     if differences:
         more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
         raise VerificationError(f"recomputed bound differs: {differences[0]}{more}")
+    independent = reference_mismatches(certificate["bound"])
+    if independent:
+        more = f" (and {len(independent) - 1} more)" if len(independent) > 1 else ""
+        raise VerificationError(f"the independent recomputation differs: {independent[0]}{more}")
     detail = f"{exact} exactly" + (f", {close} within {REL_TOLERANCE:g} relative" if close else "")
-    return _passed("bound", f"all {exact + close} numbers recompute ({detail})")
+    return _passed(
+        "bound",
+        f"all {exact + close} numbers recompute ({detail}), and a second implementation "
+        "of the formulas agrees",
+    )
 
 
 def _statement_check(evidence: Evidence) -> VerificationCheck:
@@ -512,62 +586,175 @@ def _recompute_risk_check(evidence: Evidence) -> VerificationCheck | None:
     )
 
 
+def _recorded_settings(certificate: Certificate, device: str) -> EvaluationSettings:
+    """The evaluation settings a certificate records (its version's token rules)."""
+    data = certificate["data"]
+    metrics = certificate["bound"]["metrics"]
+    exhaustive = data["sampling"]["method"] == "exhaustive"
+    return EvaluationSettings(
+        chunk_tokens=data["chunk_tokens"],
+        context_tokens=data["context_tokens"],
+        samples=max(2, data["sampling"]["samples"]),
+        exhaustive=exhaustive,
+        seed=data["sampling"]["seed"],
+        alphas=tuple(float(m["alpha"]) for m in metrics if m["name"] == "bits"),
+        top_k=tuple(int(m["k"]) for m in metrics if m["name"] == "top_k_error"),
+        device=device,
+        dtype=certificate["evaluation"]["dtype"],
+        stream=cast(Any, data["sampling"].get("stream", "certification")),
+        bound_version=version_of(certificate),
+    )
+
+
+def _recorded_source(certificate: Certificate, dataset: str | Path) -> DataSource:
+    data = certificate["data"]
+    return DataSource(
+        source=str(dataset),
+        max_documents=data.get("max_documents"),
+        mode="sampled" if "sampled" in data else "exact",
+    )
+
+
 def _risk_check(
     evidence: Evidence, certificate: Certificate, artifact_path: Path, dataset: str | Path
 ) -> VerificationCheck:
-    """Re-measure the risk on ``dataset`` with the recorded settings and compare means."""
-    tolerance = evidence.options.risk_tolerance
-    device = evidence.options.risk_device
-    recorded = certificate["data"]
-    metrics = certificate["bound"]["metrics"]
-    model, tokenizer = risk.load_for_evaluation(
-        artifact_path, device=device, dtype=certificate["evaluation"]["dtype"]
+    """Re-measure the risk on ``dataset`` with the recorded settings and require every
+    measured input of the bound to be what the certificate claims."""
+    options = evidence.options
+    data = certificate["data"]
+    sampled = data.get("sampled")
+    recorded = (
+        None if sampled is None else _sampled_record(certificate, cast(dict[str, Any], sampled))
     )
     with tempfile.TemporaryDirectory(prefix="certify-verify-") as scratch:
-        if token_data.is_shard_dir(dataset):
-            shards = token_data.open_shards(dataset)
-        else:
-            shards = token_data.tokenize_source(
-                dataset, tokenizer, scratch, max_documents=recorded["max_documents"]
-            )
-        if shards.record.shards_sha256 != recorded["shards_sha256"]:
-            raise VerificationError(
-                f"the dataset's tokens hash to {shards.record.shards_sha256}, the certificate "
-                f"records {recorded['shards_sha256']}; pass the same data"
-            )
-        settings = EvaluationSettings(
-            chunk_tokens=recorded["chunk_tokens"],
-            context_tokens=recorded["context_tokens"],
-            samples=recorded["sampling"]["samples"],
-            exhaustive=recorded["sampling"]["method"] == "exhaustive",
-            seed=recorded["sampling"]["seed"],
-            alphas=tuple(float(m["alpha"]) for m in metrics if m["name"] == "bits"),
-            top_k=tuple(int(m["k"]) for m in metrics if m["name"] == "top_k_error"),
-            device=device,
-            dtype=certificate["evaluation"]["dtype"],
+        measured = measure_risk(
+            artifact_path,
+            _recorded_source(certificate, dataset),
+            _recorded_settings(certificate, options.risk_device),
+            options.cache if options.cache is not None else scratch,
+            endpoint=options.endpoint,
+            token=options.token,
+            recorded=recorded,
+            workers=options.workers,
         )
-        measured = risk.evaluate(
-            model,
-            shards,
-            settings,
-            bos_token_id=token_data.bos_token_id(tokenizer),
-            tokenizer=tokenizer,
-        )
-    worst = 0.0
-    for recorded_metric, metric in zip(metrics, measured.metrics, strict=True):
-        gap = abs(float(recorded_metric["sample_mean"]) - metric.sample_mean)
-        label = f"bits α={metric.alpha}" if metric.name == "bits" else f"top-{metric.k} error"
-        if gap > tolerance:
-            raise VerificationError(
-                f"{label}: re-measured {metric.sample_mean!r}, recorded "
-                f"{recorded_metric['sample_mean']!r}, gap {gap:.3g} > tolerance {tolerance:g}"
-            )
-        worst = max(worst, gap)
+    problems = _measured_data_mismatches(certificate, measured) + _statistics_mismatches(
+        certificate, measured, options.risk_tolerance
+    )
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VerificationError(f"{problems[0]}{more}")
+    what = "the same draws" if sampled is not None else f"n = {measured.n_tokens:,} tokens"
     return _passed(
         "risk",
-        f"re-measured on {measured.device} in {measured.dtype}: every sample mean within "
-        f"{tolerance:g} (absolute, in its unit) of the recorded one; largest gap {worst:.3g}",
+        f"re-measured on {measured.device} in {measured.dtype}: {what}, the same tokenizer, "
+        f"V and tokens scored; every sample mean at most {options.risk_tolerance:g} above "
+        "the recorded one, and every variance and square mean within "
+        f"{_RELATIVE_RISK_TOLERANCE:g} relative",
     )
+
+
+def _sampled_record(certificate: Certificate, sampled: dict[str, Any]) -> SampledDataRecord:
+    """The sampled-mode record a certificate carries, to draw the same units again."""
+    data = certificate["data"]
+    fields = {
+        key: sampled[key]
+        for key in (
+            "source_options",
+            "weight_rule",
+            "truncation_tokens",
+            "extra_tokens_per_document",
+            "total_weight",
+            "units",
+            "units_sha256",
+            "accepted",
+            "drawn",
+            "chunks_per_unit",
+            "tokens_tokenized",
+            "documents_tokenized",
+            "bytes_read",
+            "draws_sha256",
+        )
+    }
+    return SampledDataRecord(
+        source=data["source"],
+        revision=data["revision"],
+        tokenizer_sha256=data["tokenizer_sha256"],
+        vocab_size=certificate["model"]["vocab_size"],
+        eos_token_id=-1,  # not recorded; redraw reads it from the tokenizer
+        chunk_tokens=data["chunk_tokens"],
+        context_tokens=data["context_tokens"],
+        seed=data["sampling"]["seed"],
+        **fields,
+    )
+
+
+#: variances and square means re-measured on the same device and dtype agree to float
+#: rounding; 1% relative leaves room for another BLAS, and anything larger is a claim
+_RELATIVE_RISK_TOLERANCE = 1e-2
+
+
+def _measured_data_mismatches(certificate: Certificate, measured: RiskRecord) -> list[str]:
+    """Counts and hashes: what the data is must be exactly what the certificate says."""
+    data = certificate["data"]
+    expected: dict[str, Any] = {
+        "model.vocab_size": (certificate["model"]["vocab_size"], measured.vocab_size),
+        "evaluation.tokens_scored": (
+            certificate["evaluation"]["tokens_scored"],
+            measured.tokens_scored,
+        ),
+        "data.sampling.samples": (data["sampling"]["samples"], measured.sampling.samples),
+    }
+    record = measured.data
+    if isinstance(record, DatasetRecord):
+        expected.update(
+            {
+                "data.n_tokens": (data.get("n_tokens"), record.n_tokens),
+                "data.documents": (data.get("documents"), record.documents),
+                "data.tokenizer_sha256": (data["tokenizer_sha256"], record.tokenizer_sha256),
+                "data.shards_sha256": (data.get("shards_sha256"), record.shards_sha256),
+            }
+        )
+        if "documents_sha256" in data:
+            expected["data.documents_sha256"] = (data["documents_sha256"], record.documents_sha256)
+    elif isinstance(record, SampledDataRecord):
+        sampled = cast(dict[str, Any], data.get("sampled") or {})
+        for key in ("total_weight", "units", "units_sha256", "accepted", "drawn", "draws_sha256"):
+            expected[f"data.sampled.{key}"] = (sampled.get(key), getattr(record, key))
+        expected["data.tokenizer_sha256"] = (data["tokenizer_sha256"], record.tokenizer_sha256)
+    return [
+        f"{name}: the certificate says {claimed!r}, the data gives {found!r}"
+        for name, (claimed, found) in expected.items()
+        if claimed != found
+    ]
+
+
+def _statistics_mismatches(
+    certificate: Certificate, measured: RiskRecord, tolerance: float
+) -> list[str]:
+    """Means: one-sided (a recorded mean below the measured one is a false claim; above
+    it only loosens the bound). Variances and square means: equal within 1% relative."""
+    problems = []
+    for recorded, metric in zip(certificate["bound"]["metrics"], measured.metrics, strict=True):
+        label = f"bits α={metric.alpha}" if metric.name == "bits" else f"top-{metric.k} error"
+        gap = metric.sample_mean - float(recorded["sample_mean"])
+        if gap > tolerance:
+            problems.append(
+                f"{label}: re-measured mean {metric.sample_mean!r} is {gap:.3g} above the "
+                f"recorded {recorded['sample_mean']!r} (tolerance {tolerance:g})"
+            )
+        pairs: list[tuple[str, float | None]] = [("sample_variance", metric.sample_variance)]
+        if recorded.get("square_mean") is not None:
+            pairs += [
+                ("square_mean", metric.square_mean),
+                ("square_variance", metric.square_variance),
+            ]
+        for key, value in pairs:
+            claimed = float(cast(float, recorded.get(key)))
+            if value is None or not math.isclose(
+                claimed, value, rel_tol=_RELATIVE_RISK_TOLERANCE, abs_tol=1e-9
+            ):
+                problems.append(f"{label}: recorded {key} {claimed!r}, re-measured {value!r}")
+    return problems
 
 
 # --------------------------------------------------------------------------- the table
@@ -630,6 +817,10 @@ def verify(
     dataset: str | Path | None = None,
     risk_tolerance: float = RISK_TOLERANCE,
     risk_device: str = "auto",
+    cache: str | Path | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    workers: int = 0,
 ) -> VerificationReport:
     """Check a run folder, certificate file or envelope file; never raises for a failed check.
 
@@ -641,8 +832,9 @@ def verify(
     ``decode_artifact`` is False, which then does not pass), ``model_signing`` (when a
     model.sig is present), ``inputs``, ``bound``, ``statement``, ``assumptions``, and
     with ``recompute_risk`` ``risk`` (re-measured on ``dataset`` within
-    ``risk_tolerance``, on ``risk_device``). Raises InvalidInputError only when TARGET
-    does not exist.
+    ``risk_tolerance``, on ``risk_device``; ``cache`` keeps its shards or sampled-mode
+    journal, ``endpoint``/``token`` reach a Hub dataset, ``workers`` tokenize sampled
+    units). Raises InvalidInputError only when TARGET does not exist.
     """
     options = VerifyOptions(
         public_key_pem=public_key_pem,
@@ -652,6 +844,10 @@ def verify(
         dataset=dataset,
         risk_tolerance=risk_tolerance,
         risk_device=risk_device,
+        cache=cache,
+        endpoint=endpoint,
+        token=token,
+        workers=workers,
     )
     evidence = load_evidence(target, options)
     checks = run_checks(evidence)

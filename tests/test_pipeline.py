@@ -19,6 +19,7 @@ import pytest
 from certify import pipeline
 from certify._files import file_sha256
 from certify.cli import run_cli
+from certify.errors import UsageError
 from certify.records import (
     EvaluationSettings,
     QuantizationSettings,
@@ -331,13 +332,20 @@ def test_dataset_default_uses_card_then_fallback(tmp_path: Path) -> None:
     settings = RunSettings(model=str(tmp_path), out_dir=str(tmp_path / "r"), key_dir="k")
     fallback = pipeline.choose_dataset(settings, _resolved(tmp_path))
     assert fallback.source == pipeline.FALLBACK_DATASET
-    assert fallback.defaulted and fallback.max_documents == pipeline.DEFAULT_MAX_DOCUMENTS
-    assert "LLM360" in fallback.note and fallback.assumption
+    # issue 12: a dataset certify chooses is read whole, in sampled mode
+    assert fallback.defaulted and fallback.max_documents is None and fallback.mode == "sampled"
+    assert fallback.truncate_tokens == pipeline.FALLBACK_TRUNCATE_TOKENS
+    assert "sampled mode" in fallback.note and fallback.assumption
 
     (tmp_path / "README.md").write_text("---\ndatasets:\n- org/pretrain\n---\n")
     declared = pipeline.choose_dataset(settings, _resolved(tmp_path))
     assert declared.source == "org/pretrain"
     assert "model card" in declared.note and declared.assumption
+    assert declared.mode == "sampled" and declared.declared_training_data
+    with pytest.raises(UsageError, match="max-documents"):
+        pipeline.choose_dataset(
+            RunSettings(**{**settings.__dict__, "max_documents": 5}), _resolved(tmp_path)
+        )
 
     given = pipeline.choose_dataset(
         RunSettings(**{**settings.__dict__, "dataset": "mine.txt", "max_documents": 5}),

@@ -18,11 +18,10 @@ from _certificates import build_from_artifact, make_artifacts
 
 from certify import certificate as cert_module
 from certify import signing
-from certify.bound import bound_result_to_dict, compute_bound
+from certify.bound import bound_result_to_dict
 from certify.certificate import (
     CERTIFICATE_NAME,
     ENVELOPE_NAME,
-    build_certificate,
     canonical_bytes,
     load_certificate,
     make_statement,
@@ -31,10 +30,7 @@ from certify.certificate import (
 from certify.cli import run_cli
 from certify.errors import CertifyError, VerificationError
 from certify.records import (
-    BoundInput,
     KeyPair,
-    ModelRecord,
-    QuantizationSettings,
     VerificationReport,
 )
 from certify.verify import CHECKS, VerifyOptions, bound_recomputes, load_evidence, verify
@@ -667,71 +663,181 @@ def test_verify_hub_repo_id(
     assert run_cli(["verify", "alice/no-such-repo", "--key", key_pair.public_key_path]) == 11
 
 
-def test_recompute_risk_on_real_measurements(
-    toy_model: Path,
-    sample_texts: tuple[str, ...],
-    key_pair: KeyPair,
-    tmp_path: Path,
-    capsys: Any,
-) -> None:
-    from certify import data, risk
-    from certify.container import compress_model
-    from certify.models import resolve_model
-    from certify.records import EvaluationSettings
-
-    resolved = resolve_model(str(toy_model))
-    run = tmp_path / "run"
-    artifact = compress_model(
-        resolved, QuantizationSettings(bits=4, group_size=32), run / "model.certz"
+def _forge(run: Path, pair: KeyPair, change: Any) -> None:
+    """Change a certificate's claims, recompute everything derived from them and sign it
+    again, as a dishonest signer would: only a check against the data can catch it."""
+    certificate = _read(run)
+    change(certificate)
+    certificate["bound"] = cert_module.json_round_trip(
+        bound_result_to_dict(recompute_bound(certificate))
     )
+    certificate["assumptions"] = cert_module.default_assumptions(certificate)
+    certificate["statement"] = make_statement(certificate)
+    signing.sign_run(run, certificate, pair.private_key_path)  # model.sig too
+
+
+@pytest.fixture(scope="module")
+def measured_run(
+    toy_model: Path, sample_texts: tuple[str, ...], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """A version-2 run folder made by `certify run` (exact mode) and its dataset."""
+    from certify.cli import run_cli
+
+    root = tmp_path_factory.mktemp("measured")
+    texts = root / "texts"
+    texts.mkdir()
+    for index, text in enumerate(sample_texts):
+        (texts / f"{index:02d}.txt").write_text(text)
+    argv = [
+        "run", str(toy_model), "--dataset", str(texts), "--data-mode", "exact",
+        "--samples", "12", "--chunk-tokens", "32", "--alphas", "0.01,0.1", "--top-k", "1",
+        "--device", "cpu", "-o", str(root / "run"),
+    ]  # fmt: skip
+    home = root / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CERTIFY_HOME", str(home))
+        assert run_cli(argv) == 0
+    return {"run": root / "run", "texts": texts, "key": home / "keys"}
+
+
+def _measured_copy(measured_run: dict[str, Path], tmp_path: Path) -> tuple[Path, KeyPair]:
+    run = tmp_path / "run"
+    shutil.copytree(measured_run["run"], run)
+    keys = measured_run["key"]
+    pair = KeyPair(
+        private_key_path=str(keys / "certify-signing-key.pem"),
+        public_key_path=str(keys / "certify-signing-key.pub.pem"),
+        fingerprint="",
+    )
+    return run, pair
+
+
+def test_recompute_risk_on_real_measurements(
+    measured_run: dict[str, Path], tmp_path: Path, capsys: Any
+) -> None:
+    run, pair = _measured_copy(measured_run, tmp_path)
+    texts = measured_run["texts"]
+    report = _report(run, pair, recompute_risk=True, dataset=texts, risk_device="cpu")
+    assert _ok(report), report.failed()
+    assert "at most 0.001 above" in _status(report)["risk"][1]
+
+    # issue 11: the tolerance on means is one-sided. A recorded mean above the measured
+    # one only loosens the bound; one below it is a false claim.
+    _forge(run, pair, lambda c: c["bound"]["metrics"][0].update(
+        sample_mean=c["bound"]["metrics"][0]["sample_mean"] + 0.01))  # fmt: skip
+    assert _ok(_report(run, pair, recompute_risk=True, dataset=texts, risk_device="cpu"))
+    _forge(run, pair, lambda c: c["bound"]["metrics"][0].update(
+        sample_mean=c["bound"]["metrics"][0]["sample_mean"] - 0.02))  # fmt: skip
+    report = _report(run, pair, recompute_risk=True, dataset=texts)
+    assert "re-measured mean" in _failed(report, "risk")
+    assert _failed_names(report) == ["risk"]
+    assert run_cli(["verify", str(run), "--key", pair.public_key_path, "--recompute-risk"]) == 10
+    assert "--dataset" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            lambda c: (
+                c["data"].update(n_tokens=c["data"]["n_tokens"] * 10),
+                c["bound"].update(n_tokens=c["data"]["n_tokens"]),
+            ),
+            "data.n_tokens",
+        ),
+        (lambda c: c["data"].update(documents=c["data"]["documents"] + 1), "data.documents"),
+        (
+            lambda c: c["bound"]["metrics"][1].update(square_variance=1e-6),
+            "recorded square_variance",
+        ),
+        (
+            lambda c: c["bound"]["metrics"][0].update(square_mean=0.5),
+            "recorded square_mean",
+        ),
+        (
+            lambda c: c["bound"]["metrics"][2].update(sample_variance=1e-9),
+            "recorded sample_variance",
+        ),
+        (
+            lambda c: c["evaluation"].update(tokens_scored=c["evaluation"]["tokens_scored"] + 1),
+            "evaluation.tokens_scored",
+        ),
+    ],
+)
+def test_tampered_claims_are_caught_only_with_the_data(
+    measured_run: dict[str, Path], tmp_path: Path, change: Any, named: str
+) -> None:
+    """A signer who claims a larger n, fewer documents or smaller variances (and signs
+    the recomputed bound) passes every check but the one against the data."""
+    run, pair = _measured_copy(measured_run, tmp_path)
+    _forge(run, pair, change)
+    assert _ok(_report(run, pair))  # integrity and arithmetic: the claims are consistent
+    report = _report(run, pair, recompute_risk=True, dataset=measured_run["texts"])
+    assert _failed_names(report) == ["risk"]
+    assert named in _failed(report, "risk")
+
+
+def test_a_claimed_vocabulary_must_be_the_decoded_output_layer(
+    measured_run: dict[str, Path], tmp_path: Path
+) -> None:
+    """V enters the bound (Δ and the uniform guess): the decoded model must have it."""
+    run, pair = _measured_copy(measured_run, tmp_path)
+    _forge(
+        run,
+        pair,
+        lambda c: (
+            c["model"].update(vocab_size=c["model"]["vocab_size"] + 7),
+            c["bound"].update(vocab_size=c["model"]["vocab_size"]),
+        ),
+    )
+    report = _report(run, pair, decode_artifact=True)
+    assert _failed_names(report) == ["decode"]
+    assert "output layer" in _failed(report, "decode")
+    run, pair = _measured_copy(measured_run, tmp_path / "again")
+    _forge(run, pair, lambda c: c["model"].update(parameters=c["model"]["parameters"] - 1))
+    assert "parameters" in _failed(_report(run, pair, decode_artifact=True), "decode")
+
+
+def test_sampled_mode_run_verifies_and_redraws(
+    toy_model: Path, sample_texts: tuple[str, ...], tmp_path: Path
+) -> None:
+    """Sampled mode end to end: run, verify without and with the data; a changed corpus
+    (a unit list that differs from the recorded one) is refused."""
+    from certify.cli import run_cli
+
     texts = tmp_path / "texts"
     texts.mkdir()
     for index, text in enumerate(sample_texts):
         (texts / f"{index:02d}.txt").write_text(text)
-    model, tokenizer = risk.load_for_evaluation(run / "model.certz", device="cpu")
-    shards = data.tokenize_source(texts, tokenizer, tmp_path / "shards")
-    settings = EvaluationSettings(
-        chunk_tokens=32, samples=12, seed=3, alphas=(0.01, 0.1), top_k=(1,), device="cpu"
+    home = tmp_path / "home"
+    argv = [
+        "run", str(toy_model), "--dataset", str(texts), "--data-mode", "sampled",
+        "--accepted-units", "6", "--chunks-per-unit", "2", "--chunk-tokens", "32",
+        "--alphas", "0.1", "--top-k", "1", "--device", "cpu", "-o", str(tmp_path / "run"),
+    ]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CERTIFY_HOME", str(home))
+        assert run_cli(argv) == 0
+    run = tmp_path / "run"
+    certificate = _read(run)
+    sampled = certificate["data"]["sampled"]
+    assert certificate["data"]["mode"] == "sampled" and sampled["accepted"] == 6
+    assert certificate["bound"]["n_lower_bound"] == sampled["n_lower_bound"] > 0
+    assert "n_tokens" not in certificate["data"] and certificate["bound"]["n_tokens"] is None
+    pair = KeyPair(
+        private_key_path=str(home / "keys" / "certify-signing-key.pem"),
+        public_key_path=str(home / "keys" / "certify-signing-key.pub.pem"),
+        fingerprint="",
     )
-    measured = risk.evaluate(model, shards, settings, bos_token_id=data.bos_token_id(tokenizer))
-    bound = compute_bound(
-        BoundInput(
-            measured.vocab_size,
-            measured.n_tokens,
-            artifact.size_bytes,
-            measured.metrics,
-            bound_version=1,
-        )
-    )
-    model_record = ModelRecord(
-        resolved.source,
-        resolved.revision,
-        resolved.architecture,
-        artifact.parameters,
-        measured.vocab_size,
-    )
-    certificate = build_certificate(model_record, artifact, shards.record, measured, bound)
-    signing.sign_run(run, certificate, key_pair.private_key_path, model_signing_bundle=False)
-
-    report = _report(
-        run, key_pair, recompute_risk=True, dataset=tmp_path / "shards", risk_device="cpu"
-    )
+    assert _ok(_report(run, pair))
+    report = _report(run, pair, recompute_risk=True, dataset=texts, risk_device="cpu")
     assert _ok(report), report.failed()
-    assert "within 0.001" in _status(report)["risk"][1]
-
-    # a certificate whose recorded mean is off by more than the tolerance
-    changed = _read(run)
-    changed["bound"]["metrics"][0]["sample_mean"] += 0.01
-    changed["bound"] = cert_module.json_round_trip(bound_result_to_dict(recompute_bound(changed)))
-    changed["statement"] = make_statement(changed)
-    _resign(run, changed, key_pair)
-    report = _report(run, key_pair, recompute_risk=True, dataset=tmp_path / "shards")
-    assert "re-measured" in _failed(report, "risk")
+    assert "the same draws" in _status(report)["risk"][1]
+    # another corpus: the unit list no longer matches the recorded one
+    (texts / "99.txt").write_text("one more document changes the unit list")
+    report = _report(run, pair, recompute_risk=True, dataset=texts, risk_device="cpu")
     assert _failed_names(report) == ["risk"]
-    assert (
-        run_cli(["verify", str(run), "--key", key_pair.public_key_path, "--recompute-risk"]) == 10
-    )
-    assert "--dataset" in capsys.readouterr().out
+    assert "changed" in _failed(report, "risk")
 
 
 # --------------------------------------------------------------------------- the shape
@@ -822,5 +928,9 @@ def test_public_verify_is_this_function_with_its_real_signature() -> None:
         "dataset",
         "risk_tolerance",
         "risk_device",
+        "cache",
+        "endpoint",
+        "token",
+        "workers",
     ]
     assert all(p.kind is p.KEYWORD_ONLY for p in list(parameters.values())[1:])

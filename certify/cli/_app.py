@@ -153,3 +153,14 @@ def start_distributed(device: str) -> tuple[int, int, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return int(dist.get_rank()), int(dist.get_world_size()), device
+
+
+def sampling_workers() -> int:
+    """Tokenizer processes for sampled mode: one per core, at most 8.
+
+    Each worker runs its own tokenizer, so the tokenizers library's thread pool is
+    switched off (TOKENIZERS_PARALLELISM=false) before any worker starts: threads times
+    processes would oversubscribe the cores.
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return max(1, min(8, os.cpu_count() or 1))

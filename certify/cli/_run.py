@@ -28,6 +28,7 @@ from certify.cli._app import (
     parse_float_list,
     parse_int_list,
     print_json,
+    sampling_workers,
     start_distributed,
 )
 from certify.container import check_settings
@@ -241,6 +242,37 @@ def run_command(
         None, "--max-documents", help="Read only the first N documents of the dataset."
     ),
     text_column: str = typer.Option("text", "--text-column", help="Text column of the dataset."),
+    data_mode: str = typer.Option(
+        "auto",
+        "--data-mode",
+        help="exact (tokenize everything, n counted), sampled (draw units, n bounded "
+        "below) or auto (sampled for a Hub dataset or a local one of 1 GiB or more).",
+    ),
+    accepted_units: int = typer.Option(
+        1000, "--accepted-units", help="Sampled mode: G, the units accepted (observations)."
+    ),
+    chunks_per_unit: int = typer.Option(
+        4, "--chunks-per-unit", help="Sampled mode: r, chunks scored in each accepted unit."
+    ),
+    truncate_tokens: int | None = typer.Option(
+        None,
+        "--truncate-tokens",
+        help="Sampled mode: keep each document's first c tokens (weight c per document); "
+        "needed for tokenizers whose tokens may cover no byte.",
+    ),
+    dataset_config: str | None = typer.Option(
+        None, "--dataset-config", help="Configuration (subset) of a Hub dataset."
+    ),
+    split: str = typer.Option("train", "--split", help="Split of a Hub dataset."),
+    extensions: str = typer.Option(
+        "txt,md,py,jsonl,parquet", "--extensions", help="File extensions read from a folder."
+    ),
+    exclude: list[str] = typer.Option(
+        [], "--exclude", metavar="PATTERN", help="Skip folder files matching (repeatable)."
+    ),
+    decode_errors: str = typer.Option(
+        "strict", "--decode-errors", help="Non-UTF-8 text files: strict, replace or skip."
+    ),
     revision: str | None = typer.Option(None, "--revision", help="Model revision on the Hub."),
     dataset_revision: str | None = typer.Option(
         None, "--dataset-revision", help="Dataset revision on the Hub."
@@ -317,6 +349,16 @@ def run_command(
         endpoint=endpoint,
         trust_remote_code=trust_remote_code,
         shard_cache_dir=str(default_shard_cache()),
+        dataset_config=dataset_config,
+        split=split,
+        extensions=tuple(item for item in extensions.split(",") if item.strip()),
+        exclude=tuple(exclude),
+        decode_errors=decode_errors,  # type: ignore[arg-type]
+        data_mode=data_mode,  # type: ignore[arg-type]
+        accepted_units=accepted_units,
+        chunks_per_unit=chunks_per_unit,
+        truncate_tokens=truncate_tokens,
+        workers=sampling_workers(),
         token=token,
         key_passphrase=env("CERTIFY_KEY_PASSPHRASE"),
     )

@@ -9,8 +9,16 @@ import typer
 from rich.markup import escape
 
 from certify.certificate import RISK_TOLERANCE
-from certify.cli._app import app, console, env, err_console, print_json
-from certify.cli._run import default_key_dir
+from certify.cli._app import (
+    app,
+    console,
+    default_key_dir,
+    default_shard_cache,
+    env,
+    err_console,
+    print_json,
+    sampling_workers,
+)
 from certify.errors import InvalidInputError, VerificationError
 from certify.hub import download_run
 from certify.signing import generate_key
@@ -172,6 +180,10 @@ def verify_command(
         dataset=dataset,
         risk_tolerance=risk_tolerance,
         risk_device=device,
+        cache=default_shard_cache(),
+        endpoint=env("HF_ENDPOINT"),
+        token=env("HF_TOKEN"),
+        workers=sampling_workers() if recompute_risk else 0,
     )
     if as_json:
         print_json(

@@ -999,8 +999,31 @@ def cache_folder(data: DataSource, tokenizer_hash: str, cache_root: str | Path) 
     """
     local = Path(data.source).expanduser()
     source = str(local.resolve()) if local.exists() else data.source
-    key = sha256_json({**to_dict(data), "source": source, "tokenizer_sha256": tokenizer_hash})
+    reading = {key: value for key, value in to_dict(data).items() if key not in _PLAN_FIELDS}
+    key = sha256_json({**reading, "source": source, "tokenizer_sha256": tokenizer_hash})
     return Path(cache_root) / key[:24]
+
+
+#: DataSource fields that choose how to sample, not which tokens the source holds
+_PLAN_FIELDS = frozenset({"mode", "accepted_units", "chunks_per_unit", "truncate_tokens"})
+#: --data-mode auto samples a local source from this many bytes on (~2.5e8 tokens: about
+#: 15 minutes of exact tokenization on 2 CPU cores at 250k tokens/s per core)
+AUTO_SAMPLED_BYTES = 1 << 30
+
+
+def resolve_mode(data: DataSource) -> Literal["exact", "sampled"]:
+    """``data.mode`` with "auto" decided: sampled for a Hub dataset or a local source of at
+    least :data:`AUTO_SAMPLED_BYTES`, exact otherwise (token shards are always exact)."""
+    if data.mode != "auto":
+        return data.mode
+    local = Path(data.source).expanduser()
+    if is_shard_dir(local):
+        return "exact"
+    if not local.exists():
+        return "sampled" if _looks_like_hub_id(data.source) else "exact"
+    files = [local] if local.is_file() else [path for path in local.rglob("*") if path.is_file()]
+    size_bytes = sum(path.stat().st_size for path in files)
+    return "sampled" if size_bytes >= AUTO_SAMPLED_BYTES else "exact"
 
 
 def cached_tokens(

@@ -27,6 +27,7 @@ from certify.risk.evaluate import (
     WindowSource,
     aggregate,
     evaluate,
+    evaluate_sampled,
     score_windows,
 )
 from certify.risk.loading import load_for_evaluation, pick_device, pick_dtype, resolve_device
@@ -50,6 +51,7 @@ __all__ = [
     "aggregate",
     "checkpoint_key",
     "evaluate",
+    "evaluate_sampled",
     "load_for_evaluation",
     "logprob_and_rank_from_logits",
     "max_positions",

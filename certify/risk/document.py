@@ -7,7 +7,14 @@ from typing import Any
 from certify._jcs import schema_error
 from certify._version import __version__
 from certify.errors import InvalidInputError
-from certify.records import DatasetRecord, MetricSample, RiskRecord, SamplingRecord, to_dict
+from certify.records import (
+    DatasetRecord,
+    MetricSample,
+    RiskRecord,
+    SampledDataRecord,
+    SamplingRecord,
+    to_dict,
+)
 
 #: version of the risk JSON (``risk_to_dict``), stored as ``evaluation.format_version``; it
 #: is the DESIGN.md version whose token rules were used (1 is still read)
@@ -35,11 +42,21 @@ def risk_to_dict(risk: RiskRecord) -> dict[str, Any]:
         if metric.square_mean is not None:
             entry.update(square_mean=metric.square_mean, square_variance=metric.square_variance)
         metrics.append(entry)
+    counted: dict[str, Any] = {"n_tokens": risk.n_tokens}
+    if isinstance(risk.data, SampledDataRecord):  # n is bounded below from the draws
+        data = risk.data
+        counted = {
+            "sampled": {
+                "total_weight": data.total_weight,
+                "accepted": data.accepted,
+                "drawn": data.drawn,
+            }
+        }
     result: dict[str, Any] = {
         "kind": "risk",
         "certify_version": __version__,
         "vocab_size": risk.vocab_size,
-        "n_tokens": risk.n_tokens,
+        **counted,
         "metrics": metrics,
         "chunk_tokens": risk.chunk_tokens,
         "context_tokens": risk.context_tokens,
@@ -88,7 +105,7 @@ def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
         data = document.get("data")
         return RiskRecord(
             vocab_size=int(document["vocab_size"]),
-            n_tokens=int(document["n_tokens"]),
+            n_tokens=None if document.get("n_tokens") is None else int(document["n_tokens"]),
             chunk_tokens=int(document["chunk_tokens"]),
             context_tokens=int(document["context_tokens"]),
             sampling=SamplingRecord(
@@ -103,7 +120,7 @@ def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
             dtype=str(document["dtype"]),
             tokens_scored=int(document["tokens_scored"]),
             seconds=float(document["seconds"]),
-            data=DatasetRecord(**data) if data is not None else None,
+            data=_data_record(data),
             bound_version=version,
         )
     except (KeyError, TypeError, ValueError) as error:
@@ -115,3 +132,11 @@ def risk_from_dict(document: dict[str, Any]) -> RiskRecord:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _data_record(data: dict[str, Any] | None) -> DatasetRecord | SampledDataRecord | None:
+    if data is None:
+        return None
+    if "weight_rule" in data:
+        return SampledDataRecord(**data)
+    return DatasetRecord(**data)

@@ -37,6 +37,7 @@ from certify.records import (
     EvaluationSettings,
     MetricSample,
     RiskRecord,
+    SampledDataRecord,
     SamplingRecord,
     to_dict,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "WindowSource",
     "aggregate",
     "evaluate",
+    "evaluate_sampled",
     "score_windows",
 ]
 
@@ -627,5 +629,64 @@ def evaluate(
         tokens_scored=scored.tokens_scored,
         seconds=scored.seconds,
         data=shards.record,
+        bound_version=settings.bound_version,
+    )
+
+
+def evaluate_sampled(
+    model: Any,
+    windows: WindowSource,
+    data: SampledDataRecord,
+    settings: EvaluationSettings,
+    *,
+    bos_token_id: int,
+    seed_inputs: dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+    checkpoint_path: str | Path | None = None,
+    model_identity: str | None = None,
+    vocab_slice: int | None = None,
+) -> RiskRecord:
+    """Measure the losses of ``model`` on the windows of a sampled-mode draw.
+
+    Each accepted unit is one observation: the mean over its r windows of their chunk
+    means (DESIGN.md "sampled mode"), whose expectation is exactly R̂ (and, for q, V̂);
+    the statistics run over the G observations. n is not known (the record's total
+    weight and draws bound it below), so ``n_tokens`` is None.
+    """
+    _check_window_fits(model, settings)
+    if settings.exhaustive:
+        raise InvalidInputError(
+            "sampled mode draws units; exhaustive evaluation needs the whole dataset",
+            field="exhaustive",
+        )
+    scored = score_windows(
+        model,
+        windows,
+        settings,
+        bos_token_id=bos_token_id,
+        data_sha256=data.draws_sha256,
+        progress=progress,
+        checkpoint_path=checkpoint_path,
+        model_identity=model_identity,
+        vocab_slice=vocab_slice,
+    )
+    return RiskRecord(
+        vocab_size=scored.vocab_size,
+        n_tokens=None,
+        chunk_tokens=data.chunk_tokens,
+        context_tokens=data.context_tokens,
+        sampling=SamplingRecord(
+            method="units_proportional_to_weight",
+            samples=data.accepted,
+            seed=data.seed,
+            seed_inputs=seed_inputs,
+            stream=settings.stream,
+        ),
+        metrics=aggregate(scored.rows, windows.observation, settings, n_tokens=0),
+        device=scored.device,
+        dtype=scored.dtype,
+        tokens_scored=scored.tokens_scored,
+        seconds=scored.seconds,
+        data=data,
         bound_version=settings.bound_version,
     )

@@ -836,6 +836,19 @@ def compute_bound(bound_input: BoundInput) -> BoundResult:
     ``bound = sample_mean + sampling_term + complexity_term``; ``summary`` holds the
     headline (minimum bits bound over α), its perplexity bound, each top-k bound,
     vacuity flags and the authors' formula for comparison.
+
+    The result round-trips through its JSON object (the certificate's ``bound``):
+
+    >>> from certify.records import BoundInput, MetricSample
+    >>> inputs = BoundInput(
+    ...     vocab_size=32000, n_tokens=10**12, size_bytes=3 * 10**9,
+    ...     metrics=(MetricSample("bits", 2.4, 0.3, 10000, alpha=0.1,
+    ...                           square_mean=7.0, square_variance=1.5),))
+    >>> result = compute_bound(inputs)
+    >>> result.metrics[0].certified_by, round(result.metrics[0].bound, 3)
+    ('freedman', 3.159)
+    >>> bound_result_from_dict(bound_result_to_dict(result)) == result
+    True
     """
     ranges = validate_bound_input(bound_input)
     if bound_input.bound_version == 1:

@@ -80,7 +80,7 @@ __all__ = [
     "default_assumptions",
     "json_round_trip",
     "load_certificate",
-    "make_statement",
+    "make_claim",
     "parse_json_strict",
     "published_number",
     "recompute_bound",
@@ -350,7 +350,7 @@ def published_number(value: float, significant: int = 4) -> str:
     return f"{rounded}e{exponent:+03d}"
 
 
-def make_statement(certificate: Certificate) -> str:
+def make_claim(certificate: Certificate) -> str:
     """The certificate's one-sentence claim, generated from its numbers.
 
     Bounds are rounded *up* (and δ's confidence is exact), so the sentence follows
@@ -789,7 +789,7 @@ def build_certificate(
     if problems:
         raise CertificateError(problems[0], hint="build the certificate from one run's records")
     certificate["assumptions"] = default_assumptions(certificate) + [str(a) for a in assumptions]
-    certificate["statement"] = make_statement(certificate)
+    certificate["statement"] = make_claim(certificate)
     validate_certificate(certificate)
     return certificate
 

@@ -539,7 +539,23 @@ def _check_layout(header: dict[str, Any], data_bytes: int) -> None:
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
-    """The checked header of a ``.certz`` file (magic, version, checksum, schema, layout)."""
+    """The checked header of a ``.certz`` file (magic, version, checksum, schema, layout).
+
+    A round trip: compress a tiny model, then decode it back, tensor for tensor.
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from certify.models import resolve_model
+    >>> from certify.records import QuantizationSettings
+    >>> from certify.toy import make_toy_model
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> model = resolve_model(str(make_toy_model(folder / "toy", "llama")))
+    >>> record = compress_model(model, QuantizationSettings(bits=4), folder / "m.certz")
+    >>> header = read_header(folder / "m.certz")
+    >>> header["parameters"] == record.parameters, verify_artifact(folder / "m.certz") == (
+    ...     record.decoded_weights_sha256)
+    (True, True)
+    """
     path = Path(path)
     with _open_file(path) as handle:
         return _open(handle, path).header

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 
 class CertifyError(Exception):
-    """Base class of every error certify raises on purpose."""
+    """Base class of every error certify raises on purpose.
 
-    #: short tag shown in ``--json`` error output
-    kind: str = "error"
+    ``field`` names the input at fault as the library knows it (``chunk_tokens``); the
+    command line shows it as its flag (``--chunk-tokens``).
+    """
 
     def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        self.message = message
         self.field = field
         self.hint = hint
         text = message
@@ -28,86 +30,64 @@ class CertifyError(Exception):
 class UsageError(CertifyError):
     """Command-line arguments that do not fit together."""
 
-    kind = "usage"
-
 
 class InvalidInputError(CertifyError):
     """A value outside its documented domain (names the offending field)."""
-
-    kind = "invalid_input"
 
 
 class ModelError(CertifyError):
     """A model that cannot be found, read or is not a supported causal LM."""
 
-    kind = "model"
-
 
 class ArtifactFormatError(CertifyError):
     """A ``.certz`` file that is truncated, corrupted or of an unknown version."""
 
-    kind = "artifact_format"
-
 
 class DataError(CertifyError):
     """A dataset that is empty, malformed, or made with another tokenizer."""
-
-    kind = "data"
 
 
 class WeightRuleError(DataError):
     """Sampled mode: a weight rule that cannot hold for this tokenizer or dataset, or a unit
     whose token count exceeded its weight (the lower bound on n would be wrong)."""
 
-    kind = "weight_rule"
-
 
 class DatasetChangedError(DataError):
     """Sampled mode: the dataset's units differ from the ones recorded (or journaled)."""
-
-    kind = "dataset_changed"
 
 
 class EvaluationError(CertifyError):
     """Risk evaluation that cannot produce trustworthy numbers (e.g. NaN losses)."""
 
-    kind = "evaluation"
-
 
 class CertificateError(CertifyError):
     """A certificate that does not validate against its schema or cannot be built."""
-
-    kind = "certificate"
 
 
 class SigningError(CertifyError):
     """Key generation, loading or signing failed."""
 
-    kind = "signing"
-
 
 class VerificationError(CertifyError):
     """``certify verify`` found at least one failing check."""
-
-    kind = "verification"
 
 
 class HubError(CertifyError):
     """The Hub (or a mirror) refused or failed a request."""
 
-    kind = "hub"
-
 
 class AuthenticationError(HubError):
     """No token, or a token the Hub rejects (401/403)."""
-
-    kind = "authentication"
 
 
 class InterruptedRunError(CertifyError):
     """The user interrupted the run (Ctrl-C); nothing half-written was left."""
 
-    kind = "interrupted"
+
+class HopelessPlanError(CertifyError):
+    """``certify run --require-nonvacuous``: the plan says the bound cannot be non-vacuous
+    (even the most favourable assumed loss and the smallest size estimate give a bits bound
+    at or above log2 V), so the run stopped before any heavy stage."""
 
 
 #: The one error-to-exit-code table. Order matters: the first matching class wins,
@@ -128,6 +108,7 @@ EXIT_CODES: tuple[tuple[type[CertifyError], int], ...] = (
     (AuthenticationError, 12),
     (HubError, 11),
     (InterruptedRunError, 130),
+    (HopelessPlanError, 15),
     (CertifyError, 1),
 )
 

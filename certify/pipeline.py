@@ -1247,7 +1247,7 @@ class _Pipeline:
                 self.run_dir,
                 self.repo_id,
                 private=settings.private,
-                revision=settings.revision,
+                revision=settings.push_branch,
                 commit_message="certify run: model.certz + signed certificate",
                 endpoint=settings.endpoint,
                 token=settings.token,

@@ -253,6 +253,8 @@ class QuantizationSettings:
     block_size: int | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: columns processed in order of decreasing Hessian diagonal (groups stay RTN's)
     act_order: bool | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: each stage of a block's linears is calibrated on the outputs of the quantized ones
+    true_sequential: bool | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: rate-aware rounding weight (bits of code length per squared step); absent = 0
     rate_lambda: float | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: where the calibration tokens came from (a dataset source string)
@@ -295,7 +297,9 @@ class SamplingRecord:
     ``stream`` (version 2): the child stream of the seed the draw used.
     """
 
-    method: Literal["length_proportional_with_replacement", "exhaustive"]
+    method: Literal[
+        "length_proportional_with_replacement", "exhaustive", "units_proportional_to_weight"
+    ]
     samples: int
     seed: int
     seed_inputs: dict[str, Any] | None = field(default=None, metadata={OMIT_IF_NONE: True})
@@ -323,8 +327,24 @@ class DataSource:
     extensions: tuple[str, ...] | None = None
     exclude: tuple[str, ...] = ()
     decode_errors: Literal["strict", "replace", "skip"] = "strict"
+    #: "exact" tokenizes everything (n counted), "sampled" draws units (n bounded below),
+    #: "auto" picks sampled for a Hub dataset or a large local one (docs/DATA.md)
+    mode: Literal["exact", "sampled", "auto"] = "exact"
+    #: sampled mode: G accepted units, r chunks per unit, documents truncated to c tokens
+    #: (None: the bytes rule, for tokenizers whose every token covers a byte)
+    accepted_units: int = 1000
+    chunks_per_unit: int = 4
+    truncate_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        if self.mode not in ("exact", "sampled", "auto"):
+            raise InvalidInputError(
+                f"must be exact, sampled or auto, got {self.mode!r}", field="mode"
+            )
+        _at_least(self.accepted_units, 2, "accepted_units")
+        _at_least(self.chunks_per_unit, 1, "chunks_per_unit")
+        if self.truncate_tokens is not None:
+            _at_least(self.truncate_tokens, 1, "truncate_tokens")
         if self.max_documents is not None and self.max_documents < 1:
             raise InvalidInputError(
                 f"must be at least 1, got {self.max_documents}", field="max_documents"
@@ -437,7 +457,8 @@ class RiskRecord:
     """
 
     vocab_size: int
-    n_tokens: int
+    #: exact n; None in sampled mode (``data`` is then a SampledDataRecord)
+    n_tokens: int | None
     chunk_tokens: int
     context_tokens: int
     sampling: SamplingRecord
@@ -446,7 +467,7 @@ class RiskRecord:
     dtype: str
     tokens_scored: int
     seconds: float
-    data: DatasetRecord | None = None
+    data: DatasetRecord | SampledDataRecord | None = None
     #: the DESIGN.md version whose token rules were used (risk.json format version)
     bound_version: int = 1
 
@@ -596,10 +617,23 @@ class RunSettings:
     push: bool = False
     repo_id: str | None = None
     private: bool = False
-    revision: str | None = None
+    #: the Hub branch to push to (None: main)
+    push_branch: str | None = None
     endpoint: str | None = None
     trust_remote_code: bool = False
     shard_cache_dir: str | None = None
+    #: how the dataset is read (the options of ``certify tokenize``) and sampled
+    dataset_config: str | None = None
+    split: str = "train"
+    extensions: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    decode_errors: Literal["strict", "replace", "skip"] = "strict"
+    data_mode: Literal["exact", "sampled", "auto"] = "auto"
+    accepted_units: int = 1000
+    chunks_per_unit: int = 4
+    truncate_tokens: int | None = None
+    #: tokenizer processes of sampled mode (0: in the calling process)
+    workers: int = 0
     token: str | None = field(default=None, repr=False)
     key_passphrase: str | None = field(default=None, repr=False)
 
@@ -614,6 +648,17 @@ class RunSettings:
                 )
         if len(set(self.auto_grid)) != len(self.auto_grid):
             raise InvalidInputError("grid entries must be distinct", field="auto_grid")
+        # the reading and sampling options, checked as the data stage will see them
+        DataSource(
+            source=self.dataset or "-",
+            max_documents=self.max_documents,
+            decode_errors=self.decode_errors,
+            mode=self.data_mode,
+            accepted_units=self.accepted_units,
+            chunks_per_unit=self.chunks_per_unit,
+            truncate_tokens=self.truncate_tokens,
+        )
+        _at_least(self.workers, 0, "workers")
 
 
 @dataclass(frozen=True)
@@ -680,6 +725,147 @@ class RunResult:
     pushed: dict[str, Any] | None = None
     vacuous: bool | None = None
     uniform_bits_per_token: float | None = None
+
+
+#: version of the ``certify plan --json`` object (docs/PLAN.md)
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PlanArtifact:
+    """The expected size of model.certz, from tensor shapes alone (no weight is read).
+
+    ``size_bytes`` is the estimate (weights coded as if they were normal, the largest
+    code entropy of bell-shaped weights); ``size_bytes_low`` the same with heavy-tailed
+    Student-t(5) weights, whose codes compress better (docs/PLAN.md "Artifact size").
+    """
+
+    method: str
+    bits: int
+    group_size: int
+    symmetric: bool
+    tensors: int
+    parameters: int
+    quantized_parameters: int
+    raw_parameters: int
+    code_bits_per_parameter: float
+    side_bits_per_group: float
+    quantized_bytes: int
+    raw_bytes: int
+    support_file_bytes: int
+    header_bytes: int
+    size_bytes: int
+    size_bytes_low: int
+    bits_per_parameter: float
+    bits_per_parameter_low: float
+    weight_file_bytes: int
+
+
+@dataclass(frozen=True)
+class PlanData:
+    """The dataset as metadata shows it, and the n the bound will use.
+
+    ``n_tokens`` is exact for token shards or ``--tokens``, else an estimate
+    (``n_tokens_basis`` says which). In sampled mode the bound uses
+    ``n_lower_bound`` (from W, G and the expected number of draws at
+    ``acceptance_rate``); ``martingale_tokens`` is the n the bound's terms use.
+    """
+
+    source: str
+    mode: Literal["exact", "sampled"]
+    n_tokens: int
+    n_tokens_basis: Literal["token_shards", "given", "bytes_estimate"]
+    martingale_tokens: int
+    documents: int | None
+    units: int | None
+    file_bytes: int | None
+    text_bytes: int | None
+    total_weight: int | None
+    weight_rule: Literal["truncate", "bytes"] | None
+    truncation_tokens: int | None
+    tokens_per_byte: float | None
+    acceptance_rate: float | None
+    accepted_units: int | None
+    chunks_per_unit: int | None
+    expected_draws: int | None
+    n_lower_bound: int | None
+    max_documents: int | None = None
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """What the run will cost: tokens, bytes and seconds at documented rates (estimates)."""
+
+    compress_seconds: float
+    tokens_tokenized: int
+    tokenize_seconds: float
+    units_read: int | None
+    bytes_read: int
+    dataset_download_bytes: int
+    model_download_bytes: int
+    evaluation_tokens: int
+    evaluate_seconds_cpu: float
+    evaluate_seconds_gpu: float
+    cpu_threads: int
+    tokenizer_workers: int
+
+
+@dataclass(frozen=True)
+class PlanBound:
+    """The bits bound at one α for one assumed (loss, spread)."""
+
+    alpha: float
+    sample_mean: float
+    bound: float
+    certified_by: Literal["azuma", "freedman"] | None
+
+
+@dataclass(frozen=True)
+class PlanScenario:
+    """One assumed per-token loss (bits, unsmoothed) and spread V̂ (bits²): the bound at
+    every α, and the dataset tokens needed for a non-vacuous bound and for the target."""
+
+    loss_bits: float
+    square_mean: float
+    bounds: tuple[PlanBound, ...]
+    bits_bound: float
+    alpha: float
+    vacuous: bool
+    tokens_for_nonvacuous: int | None
+    tokens_for_target: int | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``certify plan`` (and ``certify run`` before its heavy stages) expects.
+
+    Every number is an estimate from metadata and assumed losses, never a measurement of
+    this model; ``assumptions`` says where each default comes from (docs/PLAN.md).
+    """
+
+    model: str
+    architecture: str
+    vocab_size: int
+    uniform_bits: float
+    artifact: PlanArtifact
+    data: PlanData
+    cost: PlanCost
+    delta: float
+    statements: int
+    samples: int
+    sampling_method: SamplingMethod
+    hyperparameter_configurations: int
+    heldout: bool
+    alphas: tuple[float, ...]
+    top_k: tuple[int, ...]
+    scenarios: tuple[PlanScenario, ...]
+    target_bits: float | None
+    best_bits_bound: float
+    optimistic_bits_bound: float
+    can_be_nonvacuous: bool
+    assumptions: tuple[str, ...]
+    plan_version: int = PLAN_VERSION
+
 
 
 # --------------------------------------------------------------------------- hub

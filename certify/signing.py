@@ -2,9 +2,9 @@
 
 * ``generate_key``          -- a P-256 key pair; the private key is created 0600 and
   encrypted when a passphrase is given.
-* ``build_statement``       -- an in-toto Statement v1 whose subjects are the published
+* ``build_intoto_statement``       -- an in-toto Statement v1 whose subjects are the published
   weight files (by sha256) and whose predicate is the certificate.
-* ``sign_statement``        -- a DSSE envelope over the statement (ECDSA-SHA256 of the
+* ``sign_intoto_statement``        -- a DSSE envelope over the statement (ECDSA-SHA256 of the
   DSSE pre-authentication encoding).
 * ``verify_envelope``       -- strict parse + signature check against a public key.
 * ``sign_run``              -- THE way a run folder is signed (``certify run`` and
@@ -25,7 +25,7 @@ A statement signed and verified (the round trip):
 ...     "predicateType": PREDICATE_TYPE,
 ...     "predicate": {"certificate_version": 1},
 ... }
->>> envelope = sign_statement(statement, keys.private_key_path)
+>>> envelope = sign_intoto_statement(statement, keys.private_key_path)
 >>> public_pem = Path(keys.public_key_path).read_bytes()
 >>> verified, fingerprint = verify_envelope(envelope, public_pem)
 >>> verified == statement, fingerprint == keys.fingerprint
@@ -86,7 +86,7 @@ __all__ = [
     "InTotoStatement",
     "InTotoSubject",
     "KeyPair",
-    "build_statement",
+    "build_intoto_statement",
     "dsse_pae",
     "ensure_signed",
     "envelope_bytes",
@@ -99,8 +99,8 @@ __all__ = [
     "public_key_pem",
     "published_signature_problem",
     "sign_certificate",
+    "sign_intoto_statement",
     "sign_run",
-    "sign_statement",
     "verify_envelope",
     "verify_model_signing_bundle",
     "write_model_signing_bundle",
@@ -254,7 +254,7 @@ def generate_key(
 # --------------------------------------------------------------------------- statement
 
 
-def build_statement(
+def build_intoto_statement(
     certificate: Certificate, run_dir: str | Path, extra_subjects: Iterable[str] = ()
 ) -> InTotoStatement:
     """The in-toto Statement v1 of ``certificate``.
@@ -302,7 +302,7 @@ def dsse_pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(type_bytes), type_bytes, len(payload), payload)
 
 
-def sign_statement(
+def sign_intoto_statement(
     statement: Mapping[str, Any], private_key_path: str | Path, passphrase: bytes | None = None
 ) -> dict[str, Any]:
     """A DSSE envelope over the RFC 8785 bytes of ``statement``, signed ECDSA-SHA256."""
@@ -399,11 +399,11 @@ def parse_envelope(envelope: Any) -> tuple[bytes, list[tuple[str | None, bytes]]
         statement = parse_json_strict(payload, what="envelope payload")
     except CertifyError as error:
         raise VerificationError(str(error)) from error
-    _check_statement(statement)
+    _check_intoto_statement(statement)
     return payload, parsed, statement
 
 
-def _check_statement(statement: Any) -> None:
+def _check_intoto_statement(statement: Any) -> None:
     field = "statement"
     if not isinstance(statement, dict):
         raise VerificationError("the payload is not a JSON object", field=field)
@@ -597,8 +597,8 @@ def sign_certificate(
         certificate
     ):
         write_certificate(certificate, paths["certificate"])
-    statement = build_statement(certificate, root, extra_subjects)
-    envelope = sign_statement(statement, private_key_path, passphrase)
+    statement = build_intoto_statement(certificate, root, extra_subjects)
+    envelope = sign_intoto_statement(statement, private_key_path, passphrase)
     write_bytes_atomic(paths["envelope"], envelope_bytes(envelope))
     write_bytes_atomic(paths["public_key"], public_key_pem(key))
     return paths

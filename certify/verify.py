@@ -40,7 +40,7 @@ from certify.certificate import (
     Certificate,
     compare_numbers,
     default_assumptions,
-    make_statement,
+    make_claim,
     recompute_bound,
     recorded_input_mismatches,
     validate_certificate,
@@ -551,7 +551,7 @@ def _statement_check(evidence: Evidence) -> VerificationCheck:
     """The one-sentence claim is the one the numbers give."""
     if evidence.certificate is None:
         return _not_run("statement", "no valid certificate")
-    expected = make_statement(evidence.certificate)
+    expected = make_claim(evidence.certificate)
     if expected == evidence.certificate["statement"]:
         return _passed("statement", "the sentence follows from the recorded numbers")
     return _failed("statement", f"the sentence does not match the numbers; expected: {expected}")

@@ -102,22 +102,49 @@ def test_parse_json_strict() -> None:
 # --------------------------------------------------------------------------- golden
 
 
-def test_golden_certificate_is_canonical_and_valid() -> None:
-    path = FIXTURES / "golden.certificate.json"
+#: (certificate, envelope, public key): version 1 (kept as made by version 1) and version 2
+GOLDENS = [
+    ("golden.certificate.json", "golden.certificate.dsse.json", "golden.pub.pem"),
+    ("golden-v2.certificate.json", "golden-v2.certificate.dsse.json", "golden-v2.pub.pem"),
+    (
+        "golden-v2-sampled.certificate.json",
+        "golden-v2-sampled.certificate.dsse.json",
+        "golden-v2.pub.pem",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "envelope", "key"), GOLDENS)
+def test_golden_certificate_is_canonical_and_valid(name: str, envelope: str, key: str) -> None:
+    path = FIXTURES / name
     golden = load_certificate(path)
     assert canonical_bytes(golden) == path.read_bytes()
     validate_certificate(golden)
+    assert golden["certificate_version"] == (1 if name == "golden.certificate.json" else 2)
 
 
-def test_golden_envelope_verifies_with_its_key() -> None:
-    envelope = json.loads((FIXTURES / "golden.certificate.dsse.json").read_bytes())
-    public = (FIXTURES / "golden.pub.pem").read_bytes()
-    statement, fingerprint = signing.verify_envelope(envelope, public)
+@pytest.mark.parametrize(("name", "envelope", "key"), GOLDENS)
+def test_golden_envelope_verifies_with_its_key(name: str, envelope: str, key: str) -> None:
+    signed = json.loads((FIXTURES / envelope).read_bytes())
+    public = (FIXTURES / key).read_bytes()
+    statement, fingerprint = signing.verify_envelope(signed, public)
     assert fingerprint == signing.public_key_fingerprint(public)
-    assert (
-        canonical_bytes(statement["predicate"])
-        == (FIXTURES / "golden.certificate.json").read_bytes()
-    )
+    assert canonical_bytes(statement["predicate"]) == (FIXTURES / name).read_bytes()
+
+
+def test_unknown_certificate_version_is_refused() -> None:
+    golden = json.loads((FIXTURES / "golden-v2.certificate.json").read_bytes())
+    golden["certificate_version"] = 3
+    with pytest.raises(CertificateError, match="certificate_version"):
+        validate_certificate(golden)
+
+
+def test_published_numbers_round_up() -> None:
+    assert cert_module.published_number(2.00000000001) == "2.001"
+    assert cert_module.published_number(2.0) == "2.000"
+    assert cert_module.published_number(9.99951) == "10.00"
+    assert cert_module.published_number(4.2589e183) == "4.259e+183"
+    assert cert_module.published_number(1.0000001e7) == "1.001e+07"
 
 
 # --------------------------------------------------------------------------- build

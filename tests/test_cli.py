@@ -50,3 +50,22 @@ def test_module_entry_point_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert __version__ in done.stdout
+
+
+def test_errors_name_the_flag_not_the_library_field(capsys: pytest.CaptureFixture[str]) -> None:
+    """Settings validate themselves once (records.py); the CLI shows their flags."""
+    from certify.cli import flag_for
+
+    assert flag_for("chunk_tokens") == "--chunk-tokens"
+    assert flag_for("mode") == "--data-mode"
+    assert flag_for("metrics[0].alpha") == "metrics[0].alpha"
+    cases = [
+        (["run", "m", "--chunk-tokens", "0"], "--chunk-tokens: must be an integer ≥ 1"),
+        (["run", "m", "--samples", "1"], "--samples: must be an integer ≥ 2"),
+        (["run", "m", "--bits", "1"], "--bits: must be between 2 and 8"),
+        (["run", "m", "--data-mode", "fast"], "--data-mode: must be exact, sampled or auto"),
+        (["evaluate", "m", "--dataset", "d", "--alphas", "1.5"], "--alphas: every α"),
+    ]
+    for argv, expected in cases:
+        assert run_cli(argv) == 3, argv
+        assert expected in capsys.readouterr().err, argv

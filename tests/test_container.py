@@ -533,7 +533,7 @@ def test_cli_compress_inspect_decompress(
     ("argv", "code", "text"),
     [
         (["compress", "MODEL", "--bits", "9"], 3, "bits"),
-        (["compress", "MODEL", "--group-size", "0"], 3, "group_size"),
+        (["compress", "MODEL", "--group-size", "0"], 3, "--group-size: must be between"),
         (["compress", "/no/such/model"], 4, "no such model"),
         (["inspect", "/no/such.certz"], 5, "no such file"),
     ],

@@ -141,7 +141,7 @@ def test_statement_subjects_and_round_trip(
 ) -> None:
     run, certificate = stand_in_run
     (run / "tokenizer.safetensors").write_bytes(b"more weights")
-    statement = signing.build_statement(certificate, run, ["tokenizer.safetensors"])
+    statement = signing.build_intoto_statement(certificate, run, ["tokenizer.safetensors"])
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
     assert statement["predicateType"] == signing.PREDICATE_TYPE
     names = [subject["name"] for subject in statement["subject"]]
@@ -150,7 +150,7 @@ def test_statement_subjects_and_round_trip(
         statement["subject"][1]["digest"]["sha256"] == hashlib.sha256(b"more weights").hexdigest()
     )
     assert statement["subject"][1]["annotations"] == {"size_bytes": 12}
-    envelope = signing.sign_statement(statement, keys.private_key_path)
+    envelope = signing.sign_intoto_statement(statement, keys.private_key_path)
     assert envelope["payloadType"] == "application/vnd.in-toto+json"
     assert envelope["signatures"][0]["keyid"] == keys.fingerprint
     assert base64.b64decode(envelope["payload"]) == canonical_bytes(statement)
@@ -166,12 +166,14 @@ def test_statement_refuses_artifact_that_differs(
     run, certificate = stand_in_run
     (run / "model.certz").write_bytes(b"another file")
     with pytest.raises(SigningError, match="does not match the certificate"):
-        signing.build_statement(certificate, run)
+        signing.build_intoto_statement(certificate, run)
 
 
 def _signed(stand_in_run: tuple[Path, dict[str, Any]], keys: signing.KeyPair) -> dict[str, Any]:
     run, certificate = stand_in_run
-    return signing.sign_statement(signing.build_statement(certificate, run), keys.private_key_path)
+    return signing.sign_intoto_statement(
+        signing.build_intoto_statement(certificate, run), keys.private_key_path
+    )
 
 
 @pytest.mark.parametrize(

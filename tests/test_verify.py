@@ -24,7 +24,7 @@ from certify.certificate import (
     ENVELOPE_NAME,
     canonical_bytes,
     load_certificate,
-    make_statement,
+    make_claim,
     recompute_bound,
 )
 from certify.cli import run_cli
@@ -249,7 +249,7 @@ def test_missing_envelope_fails(run: Path, key_pair: KeyPair) -> None:
 def test_certificate_changed_after_signing_fails_predicate(run: Path, key_pair: KeyPair) -> None:
     certificate = _read(run)
     certificate["data"]["source"] = "other-data"
-    certificate["statement"] = make_statement(certificate)
+    certificate["statement"] = make_claim(certificate)
     (run / CERTIFICATE_NAME).write_bytes(canonical_bytes(certificate))
     reason = _failed(_report(run, key_pair), "predicate")
     assert "data.source" in reason
@@ -325,8 +325,8 @@ def test_links_are_judged_by_content(run: Path, key_pair: KeyPair, tmp_path: Pat
 def test_extra_signed_subject_is_checked(run: Path, key_pair: KeyPair) -> None:
     (run / "extra.safetensors").write_bytes(b"weights")
     certificate = _read(run)
-    envelope = signing.sign_statement(
-        signing.build_statement(certificate, run, ["extra.safetensors"]),
+    envelope = signing.sign_intoto_statement(
+        signing.build_intoto_statement(certificate, run, ["extra.safetensors"]),
         key_pair.private_key_path,
     )
     (run / ENVELOPE_NAME).write_bytes(signing.envelope_bytes(envelope))
@@ -359,7 +359,7 @@ def test_any_number_in_bound_changed_fails(
     for key in where[:-1]:
         node = node[key]
     node[where[-1]] = node[where[-1]] * (1 + 1e-9)  # the 9th significant digit
-    certificate["statement"] = make_statement(certificate)
+    certificate["statement"] = make_claim(certificate)
     _resign(run, certificate, key_pair)
     report = _report(run, key_pair)
     reason = _failed(report, "bound")
@@ -403,7 +403,7 @@ def _change_input(certificate: dict[str, Any], name: str) -> None:
 def test_input_of_the_bound_changed_fails(run: Path, key_pair: KeyPair, name: str) -> None:
     certificate = _read(run)
     _change_input(certificate, name)
-    certificate["statement"] = make_statement(certificate)
+    certificate["statement"] = make_claim(certificate)
     if name == "size_bytes":  # signing would hash the real file; write it unsigned
         (run / CERTIFICATE_NAME).write_bytes(canonical_bytes(certificate))
     else:
@@ -433,7 +433,7 @@ def test_recorded_copies_disagreeing_fail(
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    certificate["statement"] = make_statement(certificate)
+    certificate["statement"] = make_claim(certificate)
     (run / CERTIFICATE_NAME).write_bytes(canonical_bytes(certificate))
     report = _report(run, key_pair)
     assert expected in _failed(report, "inputs")
@@ -453,7 +453,7 @@ def test_standard_assumptions_must_be_stated(run: Path, key_pair: KeyPair) -> No
     certificate["bound"] = cert_module.json_round_trip(
         bound_result_to_dict(recompute_bound(certificate))
     )
-    certificate["statement"] = make_statement(certificate)
+    certificate["statement"] = make_claim(certificate)
     _resign(run, certificate, key_pair)
     report = _report(run, key_pair)
     assert "Held-out" in _failed(report, "assumptions")
@@ -516,11 +516,20 @@ def test_schema_duplicate_key_and_big_integer(run: Path, key_pair: KeyPair) -> N
 # --------------------------------------------------------------------------- golden
 
 
-def test_golden_certificate_numbers_still_recompute() -> None:
-    golden = load_certificate(FIXTURES / "golden.certificate.json")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "golden.certificate.json",
+        "golden-v2.certificate.json",
+        "golden-v2-sampled.certificate.json",
+    ],
+)
+def test_golden_certificate_numbers_still_recompute(name: str) -> None:
+    """Version 1 with version 1's formulas, version 2 (exact and sampled) with its own."""
+    golden = load_certificate(FIXTURES / name)
     report = bound_recomputes(golden)
     assert report.passed, report.reason
-    assert make_statement(golden) == golden["statement"]
+    assert make_claim(golden) == golden["statement"]
     assert cert_module.recorded_input_mismatches(golden) == []
 
 
@@ -616,7 +625,7 @@ def test_fuzz_every_mutation_ends_in_pass_or_clean_failure(
         else:  # a signed, mutated statement: the signature holds, the content must not
             changed_statement = _mutate_tree(rng, statement)
             try:
-                signed = signing.sign_statement(changed_statement, key_pair.private_key_path)
+                signed = signing.sign_intoto_statement(changed_statement, key_pair.private_key_path)
             except CertifyError:
                 outcomes["fail"] += 1
                 continue
@@ -672,7 +681,7 @@ def _forge(run: Path, pair: KeyPair, change: Any) -> None:
         bound_result_to_dict(recompute_bound(certificate))
     )
     certificate["assumptions"] = cert_module.default_assumptions(certificate)
-    certificate["statement"] = make_statement(certificate)
+    certificate["statement"] = make_claim(certificate)
     signing.sign_run(run, certificate, pair.private_key_path)  # model.sig too
 
 

@@ -13,7 +13,8 @@ import traceback
 
 import typer
 
-from certify.cli import _bound  # noqa: F401  (registers commands)
+# every command module registers its commands on ``app`` when imported
+from certify.cli import _artifact, _bound, _data, _hub, _run, _verify  # noqa: F401
 from certify.cli._app import app, debug_enabled, err_console
 from certify.errors import CertifyError, exit_code_for
 
@@ -24,12 +25,46 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 __all__ = ["app", "main"]
 
-for _module in ("_artifact", "_data", "_verify", "_hub", "_run"):
-    try:
-        __import__(f"certify.cli.{_module}")
-    except ModuleNotFoundError as _missing:  # a command group not written yet
-        if _missing.name != f"certify.cli.{_module}":
-            raise
+#: settings fields (records.py) and the flag that sets each; errors name the flag
+_FLAGS = {
+    "chunk_tokens": "--chunk-tokens",
+    "context_tokens": "--context-tokens",
+    "samples": "--samples",
+    "seed": "--seed",
+    "alphas": "--alphas",
+    "top_k": "--top-k",
+    "batch_size": "--batch-size",
+    "bits": "--bits",
+    "group_size": "--group-size",
+    "high_precision_bits": "--high-precision-bits",
+    "delta": "--delta",
+    "auto_grid": "--bits auto",
+    "max_documents": "--max-documents",
+    "decode_errors": "--decode-errors",
+    "mode": "--data-mode",
+    "accepted_units": "--accepted-units",
+    "chunks_per_unit": "--chunks-per-unit",
+    "truncate_tokens": "--truncate-tokens",
+}
+#: commands whose errors name fields of an input file, not flags
+_FILE_FIELDS = frozenset({"bound"})
+
+
+def flag_for(field: str) -> str:
+    """The command-line flag of a settings field: ``chunk_tokens`` → ``--chunk-tokens``.
+
+    Any other field (``metrics[0].alpha``, ``--seed``) is kept as it is.
+    """
+    return _FLAGS.get(field, field)
+
+
+def _message(error: CertifyError, argv: list[str]) -> str:
+    """The error's one line, naming the flag instead of the library's field name."""
+    command = next((arg for arg in argv if not arg.startswith("-")), "")
+    if error.field is None or command in _FILE_FIELDS or flag_for(error.field) == error.field:
+        return str(error)
+    text = f"{flag_for(error.field)}: {error.message.removeprefix(error.field + ': ')}"
+    return f"{text} ({error.hint})" if error.hint else text
 
 
 def _fail(message: str, code: int) -> int:
@@ -44,7 +79,7 @@ def run_cli(argv: list[str] | None = None) -> int:
     except CertifyError as error:
         if debug_enabled():
             traceback.print_exc()
-        return _fail(str(error), exit_code_for(error))
+        return _fail(_message(error, argv or sys.argv[1:]), exit_code_for(error))
     except typer.Exit as done:
         return int(done.exit_code)
     except typer.Abort:

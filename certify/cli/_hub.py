@@ -18,8 +18,7 @@ from certify import card as card_module
 from certify import hub, signing
 from certify._files import PRIVATE_KEY_NAME, write_text_atomic
 from certify.certificate import load_certificate
-from certify.cli._app import app, console, env, err_console, print_json
-from certify.cli._run import default_key_dir
+from certify.cli._app import app, console, default_key_dir, env, err_console, print_json
 from certify.errors import InvalidInputError, UsageError
 from certify.records import to_dict
 

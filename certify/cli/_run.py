@@ -345,7 +345,7 @@ def run_command(
         push=push,
         repo_id=repo_id,
         private=private,
-        revision=push_revision,
+        push_branch=push_revision,
         endpoint=endpoint,
         trust_remote_code=trust_remote_code,
         shard_cache_dir=str(default_shard_cache()),

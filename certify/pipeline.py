@@ -96,6 +96,7 @@ from certify.records import (
     EvaluationSettings,
     MetricSummary,
     ModelRecord,
+    PushResult,
     QuantizationSettings,
     ResolvedModel,
     RiskRecord,
@@ -1238,7 +1239,7 @@ class _Pipeline:
             card.plot_bound(certificate, self.run_dir / PLOT_NAME)
             self.store.store(name, inputs, (CARD_NAME, PLOT_NAME))
 
-    def _push(self) -> dict[str, Any]:
+    def _push(self) -> PushResult:
         settings = self.settings
         if self.repo_id is None:  # pragma: no cover - _run sets it when pushing
             raise InvalidInputError("no repo id to push to", field="--repo-id")
@@ -1252,7 +1253,7 @@ class _Pipeline:
                 endpoint=settings.endpoint,
                 token=settings.token,
             )
-        return to_dict(result)
+        return result
 
     def _default_repo_id(self) -> str:
         """<your Hub name>/<model name>-certified, when --push comes without --repo-id."""
@@ -1327,7 +1328,7 @@ class _Outcome:
     key_path: str
     key_created: bool
     search: tuple[SearchCandidate, ...]
-    pushed: dict[str, Any] | None
+    pushed: PushResult | None
 
 
 def _public_key_path(private_key_path: Path, run_dir: Path) -> Path:

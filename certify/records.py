@@ -722,7 +722,7 @@ class RunResult:
     stages: tuple[StageTiming, ...]
     reused_stages: tuple[str, ...]
     search: tuple[SearchCandidate, ...] = ()
-    pushed: dict[str, Any] | None = None
+    pushed: PushResult | None = None
     vacuous: bool | None = None
     uniform_bits_per_token: float | None = None
 

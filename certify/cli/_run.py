@@ -188,7 +188,7 @@ def _headline(result: RunResult) -> str:
         + (f" (created {result.key_path})" if result.key_created else "")
     )
     if result.pushed:
-        lines.append(f"pushed: {result.pushed.get('commit_url') or result.pushed.get('repo_url')}")
+        lines.append(f"pushed: {result.pushed.commit_url or result.pushed.repo_url}")
     lines.append(
         f"run folder: {result.run_dir}  (check it: certify verify {result.run_dir} "
         f"--key {result.public_key_path})"

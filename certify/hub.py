@@ -239,6 +239,46 @@ def _snapshot(
     return path, commit
 
 
+def safetensors_headers(
+    repo_id: str,
+    revision: str,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> list[tuple[str, str, tuple[int, ...], str]]:
+    """(file, tensor name, shape, safetensors dtype tag) of every tensor of a Hub model.
+
+    Reads only the safetensors headers, by HTTP range requests (huggingface_hub's
+    ``get_safetensors_metadata``: the first 100 kB of each weight file, and the rest of a
+    longer header), never the weights. ``revision`` should be the commit the model's
+    other files were downloaded at. Used by ``certify plan``.
+    """
+    try:
+        metadata = _hf_api(endpoint, token).get_safetensors_metadata(repo_id, revision=revision)
+    except CertifyError:
+        raise
+    except Exception as error:
+        if type(error).__name__ == "NotASafetensorsRepoError":
+            raise ModelError(
+                f"{repo_id} has no model.safetensors or model.safetensors.index.json",
+                hint="certify reads only safetensors weights",
+            ) from None
+        raise translate_error(
+            error,
+            action="reading the safetensors headers of",
+            repo_id=repo_id,
+            revision=revision,
+            endpoint=endpoint,
+            missing=ModelError,
+        ) from error
+    found = []
+    for file_name in sorted(metadata.files_metadata):
+        tensors = metadata.files_metadata[file_name].tensors
+        for name, info in tensors.items():
+            found.append((file_name, name, tuple(int(d) for d in info.shape), str(info.dtype)))
+    return found
+
+
 def _hf_api(endpoint: str | None, token: str | None) -> Any:
     from huggingface_hub import HfApi
 

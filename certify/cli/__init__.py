@@ -14,7 +14,7 @@ import traceback
 import typer
 
 # every command module registers its commands on ``app`` when imported
-from certify.cli import _artifact, _bound, _data, _hub, _run, _verify  # noqa: F401
+from certify.cli import _artifact, _bound, _data, _hub, _plan, _run, _verify  # noqa: F401
 from certify.cli._app import app, debug_enabled, err_console
 from certify.errors import CertifyError, exit_code_for
 

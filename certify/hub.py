@@ -21,8 +21,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from certify import signing
-from certify._files import file_sha256, published_files, temp_path
+from certify import card, signing
+from certify._files import (
+    CARD_NAME,
+    CERTIFICATE_NAME,
+    PUBLIC_KEY_NAME,
+    file_sha256,
+    published_files,
+    temp_path,
+    write_bytes_atomic,
+)
 from certify.errors import (
     AuthenticationError,
     CertificateError,
@@ -385,6 +393,7 @@ def push_run(
     create_pr: bool = False,
     signing_key: str | Path | None = None,
     key_passphrase: bytes | None = None,
+    pin_card: bool = True,
 ) -> PushResult:
     """Publish a run folder to a model repo in ONE atomic commit.
 
@@ -398,6 +407,14 @@ def push_run(
     names, and a failure leaves the repo unchanged. ``token=None`` uses
     huggingface_hub's stored login; without any token this raises
     :class:`AuthenticationError` before any request.
+
+    ``pin_card`` (with ``signing_key``, not for a pull request): the pushed card cannot
+    name its own commit, so a second commit on the same branch, whose parent is the
+    first, rewrites only the card's verify instructions to ``certify verify REPO
+    --revision COMMIT`` and re-signs model.sig (README.md, model.sig and the envelope
+    change; the local folder gets the same bytes). Both commits verify on their own.
+    Without a usable key, or if that commit fails, the card stays unpinned and the
+    folder unchanged (``card_commit_oid`` None).
     """
     from huggingface_hub import get_token
 
@@ -429,6 +446,19 @@ def push_run(
         raise translate_error(
             error, action="pushing to", repo_id=repo_id, revision=revision, endpoint=endpoint
         ) from error
+    card_commit = None
+    if pin_card and not create_pr and signing_key is not None:
+        card_commit = _pin_pushed_card(
+            _hf_api(endpoint, token),
+            run_dir,
+            certificate,
+            repo_id,
+            branch,
+            str(info.oid),
+            signing_key,
+            key_passphrase,
+            endpoint,
+        )
     return PushResult(
         repo_id=repo_id,
         repo_url=str(repo_url),
@@ -438,7 +468,78 @@ def push_run(
         files=tuple(path.name for path in files),
         pull_request_url=str(info.pr_url) if getattr(info, "pr_url", None) else None,
         signed_again=signed_again,
+        card_commit_oid=card_commit,
     )
+
+
+def _signing_key_matches(run_dir: Path, signing_key: str | Path, passphrase: bytes | None) -> bool:
+    """The key can sign this folder again: it loads, and it is the folder's published key."""
+    published = run_dir / PUBLIC_KEY_NAME
+    if not Path(signing_key).is_file() or not published.is_file():
+        return False
+    try:
+        key = signing.load_private_key(signing_key, passphrase)
+        return bool(
+            signing.public_key_fingerprint(key.public_key())
+            == signing.public_key_fingerprint(published.read_bytes())
+        )
+    except CertifyError:
+        return False
+
+
+def _pin_pushed_card(
+    api: Any,
+    run_dir: Path,
+    certificate: dict[str, Any],
+    repo_id: str,
+    branch: str,
+    commit: str,
+    signing_key: str | Path,
+    passphrase: bytes | None,
+    endpoint: str | None,
+) -> str | None:
+    """Commit the card pinned to ``commit`` (re-signed) on top of it; None if not done."""
+    from huggingface_hub import CommitOperationAdd
+
+    readme = run_dir / CARD_NAME
+    if not readme.is_file() or not _signing_key_matches(run_dir, signing_key, passphrase):
+        return None
+    text = readme.read_text(encoding="utf-8")
+    pinned = card.pin_card(
+        text,
+        certificate,
+        repo_id=repo_id,
+        revision=commit,
+        endpoint=_endpoint_of(endpoint),
+        certificate_sha256_hex=file_sha256(run_dir / CERTIFICATE_NAME),
+    )
+    if pinned is None or pinned == text:
+        return None
+    before = {path.name: path.read_bytes() for path in published_files(run_dir)}
+    try:
+        write_bytes_atomic(readme, pinned.encode("utf-8"))
+        signing.ensure_signed(run_dir, signing_key, passphrase)
+        changed = [
+            path for path in published_files(run_dir) if before.get(path.name) != path.read_bytes()
+        ]
+        info = api.create_commit(
+            repo_id,
+            [
+                CommitOperationAdd(path_in_repo=path.name, path_or_fileobj=str(path))
+                for path in changed
+            ],
+            commit_message=f"certify: pin the card's verify command to {commit[:12]}",
+            repo_type="model",
+            revision=branch,
+            parent_commit=commit,
+        )
+    except Exception:
+        # the pushed commit stands on its own: put the folder back as it was pushed
+        for name, data in before.items():
+            if (run_dir / name).read_bytes() != data:
+                write_bytes_atomic(run_dir / name, data)
+        return None
+    return str(info.oid)
 
 
 def _commit_run(
@@ -602,6 +703,55 @@ def fetch_card(
             endpoint=endpoint,
         ) from error
     return Path(path).read_text(encoding="utf-8"), commit
+
+
+def repo_file_names(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+) -> tuple[str, frozenset[str]]:
+    """(commit sha, names of the files) of a model repo at ``revision``."""
+    _check_repo_id(repo_id)
+    try:
+        info = _hf_api(endpoint, token).model_info(repo_id, revision=revision)
+    except Exception as error:
+        raise translate_error(
+            error, action="listing the files of", repo_id=repo_id, revision=revision,
+            endpoint=endpoint,
+        ) from error  # fmt: skip
+    return str(info.sha), frozenset(sibling.rfilename for sibling in info.siblings or [])
+
+
+def fetch_file(
+    repo_id: str,
+    filename: str,
+    commit: str,
+    *,
+    endpoint: str | None = None,
+    token: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> bytes:
+    """The bytes of one file of a model repo at one commit."""
+    from huggingface_hub import hf_hub_download
+
+    _check_repo_id(repo_id)
+    try:
+        path = hf_hub_download(
+            repo_id,
+            filename,
+            revision=commit,
+            endpoint=_endpoint_of(endpoint),
+            token=token,
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+        )
+    except Exception as error:
+        raise translate_error(
+            error, action=f"reading {filename} of", repo_id=repo_id, revision=commit,
+            endpoint=endpoint,
+        ) from error  # fmt: skip
+    return Path(path).read_bytes()
 
 
 def push_card(

@@ -1218,6 +1218,7 @@ class _Pipeline:
                 "base_model": settings.model,
                 "dataset": choice.source,
                 "repo_id": self.repo_id,
+                "run_folder": card.relative_folder(settings.out_dir),
                 "tool": __version__,
             }
         )
@@ -1233,6 +1234,7 @@ class _Pipeline:
                 dataset=choice.source,
                 plot_filename=PLOT_NAME,
                 repo_id=self.repo_id,
+                run_folder=settings.out_dir,
                 endpoint=settings.endpoint,
             )
             write_bytes_atomic(self.run_dir / CARD_NAME, text.encode("utf-8"))

@@ -884,3 +884,6 @@ class PushResult:
     #: model.sig no longer covered the files (or was missing), so the folder was signed
     #: again with the run's key before pushing
     signed_again: bool = False
+    #: the second commit (parent: ``commit_oid``) that pinned the card's verify
+    #: instructions to ``commit_oid``; None when the card was not pinned
+    card_commit_oid: str | None = None

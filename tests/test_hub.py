@@ -17,6 +17,7 @@ from _runfolder import make_run_folder
 from huggingface_hub import HfApi, constants, hf_hub_download
 
 from certify import hub
+from certify.certificate import published_number
 from certify.cli import run_cli
 from certify.errors import (
     AuthenticationError,
@@ -78,8 +79,11 @@ def test_push_publishes_everything_in_one_commit(hub_server: Any, run: dict[str,
     assert info.sha == result.commit_oid
     types = {r.metric_type: r for r in info.card_data.eval_results}
     summary = run["certificate"]["bound"]["summary"]
-    assert types["bits_per_token_bound"].metric_value == summary["bits_per_token_bound"]
-    assert {"top_1_error_bound", "top_10_error_bound", "perplexity_bound"} <= set(types)
+    assert types["bits_per_token_bound"].metric_value == float(
+        published_number(summary["bits_per_token_bound"])
+    )
+    # only non-vacuous statements are results: top-1 error is vacuous in this run
+    assert set(types) == {"bits_per_token_bound", "perplexity_bound", "top_10_error_bound"}
     assert info.card_data["certify"]["artifact_sha256"] == run["certificate"]["artifact"]["sha256"]
     for name in RUN_FILES:
         path = hf_hub_download(
@@ -391,3 +395,153 @@ def test_errors_never_echo_the_token(hub_server: Any, run: dict[str, Any]) -> No
         with pytest.raises(AuthenticationError) as caught:
             failing()
         assert secret not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- the card after a push
+
+
+def _copy_run(run: dict[str, Any], folder: Path) -> Path:
+    shutil.copytree(run["dir"], folder)
+    return folder
+
+
+def _official_model_signing(folder: Path, public_key: Path) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "model_signing", "verify", "key", "--signature",
+         str(folder / "model.sig"), "--public_key", str(public_key), str(folder)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def test_push_pins_the_card_and_plain_huggingface_hub_reads_it_back(
+    hub_server: Any,
+    run: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from huggingface_hub import ModelCard, metadata_load, snapshot_download
+
+    folder = _copy_run(run, tmp_path / "run")
+    result = hub.push_run(
+        folder,
+        "alice/pinned",
+        endpoint=hub_server.endpoint,
+        token=hub_server.token,
+        signing_key=run["private_key"],
+    )
+    commit, card_commit = result.commit_oid, result.card_commit_oid
+    assert card_commit is not None and hub_server.head("alice/pinned") == card_commit
+    log = hub_server.commit_log("alice/pinned")
+    assert [entry["oid"] for entry in log[:2]] == [card_commit, commit]
+    # the second commit changes the card and the signatures over it, nothing else
+    first, second = hub_server.files("alice/pinned", commit), hub_server.files("alice/pinned")
+    assert set(first) == set(second)
+    changed = {name for name in first if first[name] != second[name]}
+    assert changed <= {"README.md", "model.sig", "certificate.dsse.json"}
+    assert {"README.md", "model.sig"} <= changed
+    assert first["model.certz"] == second["model.certz"]
+    assert first["certificate.json"] == second["certificate.json"]
+
+    # plain huggingface_hub reads the card back: the metrics, and where to verify
+    card = ModelCard.load("alice/pinned")
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    summary = run["certificate"]["bound"]["summary"]
+    assert results["bits_per_token_bound"] == float(
+        published_number(summary["bits_per_token_bound"])
+    )
+    assert set(results) == {"bits_per_token_bound", "perplexity_bound", "top_10_error_bound"}
+    readme = hf_hub_download("alice/pinned", "README.md", endpoint=hub_server.endpoint)
+    metadata = metadata_load(readme)
+    assert metadata is not None
+    assert metadata["certify"]["published"] == {"repo_id": "alice/pinned", "revision": commit}
+    assert metadata["model-index"] == card.data.to_dict()["model-index"]
+    text = Path(readme).read_text(encoding="utf-8")
+    assert f"certify verify alice/pinned --revision {commit} --key" in text
+    assert f"hf download alice/pinned --revision {commit} --local-dir pinned" in text
+    assert (folder / "README.md").read_text(encoding="utf-8") == text  # the folder = the head
+
+    # the pinned commit verifies: certify, and OpenSSF's own CLI on a download of it
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.endpoint)
+    argv = ["verify", "alice/pinned", "--revision", commit, "--key", str(run["public_key"])]
+    assert run_cli([*argv, "--json"]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    for revision, name in ((commit, "at-commit"), (card_commit, "at-head")):
+        download = Path(
+            snapshot_download(
+                "alice/pinned",
+                revision=revision,
+                local_dir=tmp_path / name,
+                endpoint=hub_server.endpoint,
+                token=hub_server.token,
+            )
+        )
+        done = _official_model_signing(download, run["public_key"])
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = _official_model_signing(folder, run["public_key"])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # pushing the same folder again keeps the pin: no second card commit
+    again = hub.push_run(
+        folder,
+        "alice/pinned",
+        endpoint=hub_server.endpoint,
+        token=hub_server.token,
+        signing_key=run["private_key"],
+    )
+    assert again.card_commit_oid is None
+    assert hub_server.head("alice/pinned") == again.commit_oid
+
+
+def test_a_failed_card_commit_leaves_the_pushed_folder_as_it_was(
+    hub_server: Any, run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = _copy_run(run, tmp_path / "run")
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    real = hub._hf_api
+
+    class FailingSecondCommit:
+        def __init__(self, api: Any) -> None:
+            self.api = api
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.api, name)
+
+        def create_commit(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("parent_commit"):
+                raise RuntimeError("the Hub went away")
+            return self.api.create_commit(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "_hf_api", lambda *a: FailingSecondCommit(real(*a)))
+    result = hub.push_run(
+        folder,
+        "alice/halfway",
+        endpoint=hub_server.endpoint,
+        token=hub_server.token,
+        signing_key=run["private_key"],
+    )
+    assert result.card_commit_oid is None
+    assert hub_server.head("alice/halfway") == result.commit_oid
+    after = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    assert after == before
+
+
+def test_push_without_the_runs_key_leaves_the_card_unpinned(
+    hub_server: Any, run: dict[str, Any], tmp_path: Path
+) -> None:
+    from certify import signing
+
+    folder = _copy_run(run, tmp_path / "run")
+    other = signing.generate_key(tmp_path / "other-keys")
+    result = hub.push_run(
+        folder,
+        "alice/unpinned",
+        endpoint=hub_server.endpoint,
+        token=hub_server.token,
+        signing_key=other.private_key_path,  # not the folder's key: cannot sign again
+    )
+    assert result.card_commit_oid is None
+    assert len(hub_server.commit_log("alice/unpinned")) == 2  # the repo's first, then ours

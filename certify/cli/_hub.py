@@ -56,15 +56,22 @@ HF_ENDPOINT (self-hosted hubs and mirrors).
 CARD_HELP = """Attach (or refresh) certified bounds on a model card, changing nothing else.
 
 TARGET is a local README.md, a folder (its README.md; created if missing) or a Hub
-repo id. The card gets model-index results for the bits-per-token, perplexity and
-top-k error bounds, base_model (if absent), tags, a `certify` metadata key, and a
-section between <!-- certify:begin --> and <!-- certify:end -->. Other metadata,
-other eval results and the rest of the text stay byte-for-byte; running it twice
-changes nothing.
+repo id. The card gets model-index results for every NON-VACUOUS certified number
+(bits per token at its α, perplexity, top-k error; named with α, δ and held-out mode;
+rounded up), base_model (only a Hub model, only if absent), tags, a `certify`
+metadata key, and a section between <!-- certify:begin --> and <!-- certify:end -->
+that lists every statement (vacuous ones marked), the data a non-vacuous bound needs,
+the plot and how to verify. Local models and datasets appear by short name and
+content hash, never by path. Other metadata, other eval results and the rest of the
+text stay byte-for-byte; running it twice changes nothing.
 
-A local card is updated in place (with bound.png next to it). For a Hub repo the
+A local card is updated in place (with bound.png next to it); its verify commands
+name the certificate's folder (relative, as given). For a Hub repo the verify
+commands pin the commit read, when that commit holds this certificate.json; the
 updated card is printed, or written to --output; with --push it is committed back
-(README.md + bound.png, one commit, refused if the branch moved meanwhile).
+(README.md + bound.png, one commit, refused if the branch moved meanwhile, and
+refused for a repo whose model.sig covers README.md: update the run folder's card
+and `certify push` it, which signs again).
 
 [bold]Examples[/bold]
 
@@ -132,6 +139,11 @@ def push_command(
         console.print("model.sig did not cover the files any more: signed the folder again")
     console.print(f"pushed {len(result.files)} files to {result.repo_url} ({result.revision})")
     console.print(f"commit: {result.commit_url}")
+    if result.card_commit_oid:
+        console.print(
+            f"card: its verify commands pin {result.commit_oid[:12]} "
+            f"(commit {result.card_commit_oid[:12]})"
+        )
     if result.pull_request_url:
         console.print(f"pull request: {result.pull_request_url}")
 
@@ -150,6 +162,16 @@ def _fingerprint(key: Path | None, certificate_path: Path) -> str:
     )
 
 
+def _as_given(path: Path) -> str:
+    """A folder as the card names it: relative to the working folder when inside it."""
+    if path.is_absolute():
+        try:
+            return path.relative_to(Path.cwd()).as_posix() or "."
+        except ValueError:
+            return path.as_posix()  # the card reduces it to its name
+    return path.as_posix()
+
+
 @app.command("card", help=CARD_HELP)
 def card_command(
     target: str = typer.Argument(..., metavar="TARGET", help="README.md, folder or Hub repo id."),
@@ -160,9 +182,14 @@ def card_command(
         None, "--key", "-k", help="Signer's public key (default: the .pub.pem next to it)."
     ),
     base_model: str = typer.Option(
-        None, "--base-model", help="base_model to set if the card has none (default: model.source)."
+        None,
+        "--base-model",
+        help="Hub id for base_model if the card has none (default: the certified model, "
+        "when it came from the Hub).",
     ),
-    dataset: str = typer.Option(None, "--dataset", help="Dataset id (default: data.source)."),
+    dataset: str = typer.Option(
+        None, "--dataset", help="Hub dataset id (default: data.source, when it is one)."
+    ),
     dataset_config: str = typer.Option(None, "--dataset-config", help="Dataset config name."),
     dataset_split: str = typer.Option(None, "--dataset-split", help="Dataset split."),
     push: bool = typer.Option(False, "--push", help="Commit the card back to the Hub repo."),
@@ -181,15 +208,7 @@ def card_command(
     certificate_data = load_certificate(certificate)
     certificate_sha = hashlib.sha256(certificate_bytes).hexdigest()
     fingerprint = _fingerprint(key, certificate)
-    data = certificate_data.get("data") or {}
-    dataset_fields = {
-        "id": dataset or data.get("source"),
-        "config": dataset_config,
-        "split": dataset_split,
-        "revision": data.get("revision"),
-    }
-    model_source = (certificate_data.get("model") or {}).get("source")
-    base = base_model or (model_source if model_source and _REPO_ID.match(model_source) else None)
+    dataset_fields = {"id": dataset, "config": dataset_config, "split": dataset_split}
 
     local = Path(target)
     is_local = local.exists() or local.suffix.lower() == ".md" or not _REPO_ID.match(target)
@@ -201,9 +220,10 @@ def card_command(
         text = card_module.render_card(
             certificate_data,
             key_fingerprint=fingerprint,
-            base_model=base,
+            base_model=base_model,
             dataset=dataset_fields,
             existing=existing,
+            run_folder=_as_given(certificate.parent),
             certificate_sha256_hex=certificate_sha,
         )
         changed = text != existing
@@ -218,15 +238,36 @@ def card_command(
         return
 
     token = _token()
-    existing, commit = hub.fetch_card(target, revision, endpoint=_endpoint(endpoint), token=token)
+    hub_endpoint = _endpoint(endpoint)
+    existing, commit = hub.fetch_card(target, revision, endpoint=hub_endpoint, token=token)
+    _, names = hub.repo_file_names(target, commit, endpoint=hub_endpoint, token=token)
+    if push and "model.sig" in names:
+        raise UsageError(
+            f"{target}@{commit[:12]} has a model.sig that covers README.md: a card pushed "
+            "alone would break it",
+            field="--push",
+            hint="update the card in the run folder (certify card RUN_DIR -c "
+            "RUN_DIR/certificate.json) and publish it with certify push RUN_DIR, which signs "
+            "again",
+        )
+    # pin the verify commands to a commit that holds exactly this certificate: the one
+    # the card already names, else the one read
+    pinned = card_module.pinned_revision(existing, target, certificate_sha)
+    if pinned is None and "certificate.json" in names:
+        published = hub.fetch_file(
+            target, "certificate.json", commit, endpoint=hub_endpoint, token=token
+        )
+        if hashlib.sha256(published).hexdigest() == certificate_sha:
+            pinned = commit
     text = card_module.render_card(
         certificate_data,
         key_fingerprint=fingerprint,
-        base_model=base,
+        base_model=base_model,
         dataset=dataset_fields,
         existing=existing,
         repo_id=target,
-        endpoint=_endpoint(endpoint),
+        revision=pinned,
+        endpoint=hub_endpoint,
         certificate_sha256_hex=certificate_sha,
     )
     changed = text != existing
@@ -257,7 +298,7 @@ def card_command(
             revision=revision,
             parent_commit=commit,
             commit_message=commit_message,
-            endpoint=_endpoint(endpoint),
+            endpoint=hub_endpoint,
             token=token,
         )
     if as_json:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
+from certify.card import VERIFY_SCOPE
 from certify.certificate import RISK_TOLERANCE
 from certify.cli._app import (
     app,
@@ -41,7 +42,7 @@ is set, the private key is encrypted with it. The private key is never printed.
   certify keygen -o keys/ --force --json
 """
 
-VERIFY_HELP = """Check a certified model offline, trusting nothing in it.
+VERIFY_HELP = f"""Check a certified model offline, trusting nothing in it.
 
 TARGET is a run folder (certificate.json + certificate.dsse.json + model.certz), a
 certificate file, an envelope file, or a Hub repo id (downloaded first; HF_TOKEN and
@@ -50,6 +51,8 @@ HF_ENDPOINT are used). One line per check: the schema, the DSSE signature (again
 size, that the artifact decodes to the recorded weights, that model.sig (OpenSSF
 model-signing, when present) covers the folder, that every number of the bound
 recomputes from the recorded inputs, and that the sentence matches the numbers.
+
+{VERIFY_SCOPE}
 
 Without --key the signature can only be checked against the key published next to the
 certificate, which proves nothing about who signed: the check is shown as UNPINNED

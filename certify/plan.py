@@ -54,7 +54,13 @@ from certify.data import (
     open_shards,
     resolve_mode,
 )
-from certify.data.units import UnitList, WeightRule, enumerate_units, weight_rule_for
+from certify.data.units import (
+    DEFAULT_BLOCK_LINES,
+    UnitList,
+    WeightRule,
+    enumerate_units,
+    weight_rule_for,
+)
 from certify.errors import CertifyError, InvalidInputError, ModelError, UsageError
 from certify.quantize import group_count, quantize_tensor
 from certify.records import (
@@ -603,7 +609,11 @@ def estimate_artifact(
     costs = {
         kind: {
             bits: quantization_cost(bits, settings.group_size, settings.symmetric, kind)
-            for bits in {settings.bits, settings.high_precision_bits}
+            for bits in (
+                {settings.bits, settings.high_precision_bits}
+                if settings.high_precision_tensors
+                else {settings.bits}
+            )
         }
         for kind in ("normal", "student_t5")
     }
@@ -682,9 +692,11 @@ class DataSurvey:
     """:class:`PlanData` plus what the cost estimate needs of the unit list."""
 
     data: PlanData
-    #: per draw ∝ weight: expected tokens and bytes of the drawn unit
-    tokens_per_draw: float
-    bytes_per_draw: float
+    #: sampled mode, over the expected draws: expected distinct units read, their tokens
+    #: and bytes (a unit drawn twice is read and tokenized once)
+    units_read: float
+    tokens_read: float
+    bytes_read: float
     hub: bool
 
 
@@ -733,13 +745,15 @@ def survey_data(
     delta: float,
     tokens_per_byte: float = DEFAULT_TOKENS_PER_BYTE,
     n_tokens: int | None = None,
+    block_lines: int = DEFAULT_BLOCK_LINES,
     token: str | None = None,
     endpoint: str | None = None,
 ) -> DataSurvey:
     """The dataset from its metadata: units and W (sampled mode, with the weight rule the
     tokenizer allows), or a byte count (exact mode), or n from a token-shard index.
 
-    ``n_tokens`` replaces the estimate of n (``certify plan --tokens``). In sampled mode
+    ``n_tokens`` replaces the estimate of n (``certify plan --tokens``); ``block_lines`` is
+    the jsonl lines per unit (the run's default unless a caller changed it). In sampled mode
     the acceptance rate is the estimated n over W, the expected draws G/rate and n_lo
     :func:`certify.bound.n_lower_bound` at those draws with δ_n = δ/10.
     """
@@ -777,7 +791,7 @@ def survey_data(
             n_lower_bound=None,
             max_documents=data.max_documents,
         )
-        return DataSurvey(plan_data, 0.0, 0.0, hub=False)
+        return DataSurvey(plan_data, 0.0, 0.0, 0.0, hub=False)
     if mode == "sampled":
         rule = weight_rule_for(tokenizer, data.truncate_tokens)
     else:  # exact mode counts bytes and documents; the weights are not used
@@ -789,6 +803,7 @@ def survey_data(
         extensions=data.extensions,
         exclude=data.exclude,
         decode_errors=data.decode_errors,
+        block_lines=block_lines,
         dataset_config=data.config,
         split=data.split,
         revision=data.revision,
@@ -822,7 +837,7 @@ def survey_data(
             n_lower_bound=None,
             **_described(data, units, documents, file_bytes, text_bytes, tokens_per_byte),
         )
-        return DataSurvey(plan_data, 0.0, 0.0, hub=hub_source)
+        return DataSurvey(plan_data, 0.0, 0.0, 0.0, hub=hub_source)
     total_weight = units.total_weight
     positive = units.positive_units
     if data.accepted_units > positive:
@@ -855,10 +870,14 @@ def survey_data(
         **_described(data, units, documents, file_bytes, text_bytes, tokens_per_byte),
     )
     scale = n / max(float(unit_tokens.sum()), 1.0)  # --tokens rescales every unit alike
+    # P(unit u is drawn at least once in D draws) = 1 − (1 − w_u/W)^D
+    read = -np.expm1(draws * np.log1p(-np.minimum(draw_probability, 1.0 - 1e-16)))
+    read[draw_probability >= 1.0] = 1.0
     return DataSurvey(
         plan_data,
-        tokens_per_draw=float((draw_probability * unit_tokens).sum()) * scale,
-        bytes_per_draw=float((draw_probability * unit_bytes).sum()),
+        units_read=float(read.sum()),
+        tokens_read=float((read * unit_tokens).sum()) * scale,
+        bytes_read=float((read * unit_bytes).sum()),
         hub=hub_source,
     )
 
@@ -1029,11 +1048,10 @@ def estimate_cost(
         seconds = tokens / (EXACT_TOKENS_PER_SECOND_PER_CORE * threads)
         units_read, bytes_read = data.units, int(data.file_bytes or 0)
     else:
-        draws = int(data.expected_draws or 0)
-        tokens = round(draws * survey.tokens_per_draw)
+        tokens = round(survey.tokens_read)
         seconds = tokens / (SAMPLED_TOKENS_PER_SECOND_PER_WORKER * workers)
-        units_read = min(draws, int(data.units or draws))
-        bytes_read = round(draws * survey.bytes_per_draw)
+        units_read = round(survey.units_read)
+        bytes_read = round(survey.bytes_read)
     flops = 2.0 * artifact.parameters * evaluation_tokens * configurations
     return PlanCost(
         compress_seconds=configurations * artifact.parameters / COMPRESS_PARAMETERS_PER_SECOND,

@@ -99,6 +99,21 @@ def test_size_estimate_is_close_to_the_real_artifact(
     assert estimate.support_file_bytes == sum(entry["length"] for entry in header["files"])
 
 
+@pytest.mark.parametrize(("architecture", "tie"), [("gpt2", False), ("qwen2", True)])
+def test_quantized_tensors_are_priced_within_two_percent(
+    toy_model_factory: Callable[..., Path], tmp_path: Path, architecture: str, tie: bool
+) -> None:
+    """The coded matrices alone (no header, no raw tensors: random-init toys have many
+    equal zero biases and unit norms, which the container stores once)."""
+    model = toy_model_factory(architecture, tie=tie)
+    settings = QuantizationSettings(bits=3, group_size=64)
+    estimate = plan.estimate_artifact(plan.describe_model(str(model)), settings)
+    container.compress_model(models.resolve_model(str(model)), settings, tmp_path / "m.certz")
+    header = container.read_header(tmp_path / "m.certz")
+    real = sum(t["length"] for t in header["tensors"] if t["encoding"] == "quantized")
+    assert abs(estimate.quantized_bytes - real) <= 0.02 * real, (estimate.quantized_bytes, real)
+
+
 def test_a_tied_head_is_counted_once(toy_model_factory: Callable[..., Path]) -> None:
     tied = plan.describe_model(str(toy_model_factory("llama", tie=True)))
     untied = plan.describe_model(str(toy_model_factory("llama", tie=False)))
@@ -197,6 +212,13 @@ def test_sampled_mode_uses_n_lo_at_the_expected_draws(toy_model: Path, texts_dir
     assert result.data.n_lower_bound == n_lo == result.data.martingale_tokens
     assert result.samples == 8
     assert result.cost.evaluation_tokens == 8 * 2 * (1 + 64)
+    # a unit is read (and tokenized) once however often it is drawn
+    share = units.weight / units.total_weight
+    read = 1.0 - (1.0 - share) ** result.data.expected_draws
+    assert result.cost.units_read == round(read.sum()) <= min(result.data.expected_draws, 40)
+    sizes = (units.byte_stop - units.byte_start).astype(float)
+    assert result.cost.bytes_read == round(float((read * sizes).sum()))
+    assert 0 < result.cost.tokens_tokenized <= result.data.n_tokens
     # the bound table is the real sampled-mode bound at those draws
     scenario = result.scenarios[0]
     metrics = plan.scenario_metrics(

@@ -171,13 +171,18 @@ def preflight(
 
 
 def _count(value: float | None) -> str:
-    """1,234 below a million, else 2.3e6 (no plus sign, two significant digits)."""
+    """1,234 below a million, else 40M / 2.8B / 1.3T (two or three significant digits)."""
     if value is None:
         return "-"
     if value < 1e6:
         return f"{value:,.0f}"
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
+    for suffix, size in (("T", 1e12), ("B", 1e9), ("M", 1e6)):
+        if value >= size:
+            scaled = value / size
+            if scaled >= 1000:
+                return f"{value:.1e}".replace("e+", "e")
+            return f"{scaled:.3g}{suffix}"
+    return f"{value:,.0f}"  # pragma: no cover - every value ≥ 1e6 has a suffix
 
 
 def _bytes(value: float) -> str:
@@ -257,7 +262,8 @@ def _bound_line(result: Plan) -> str:
         needed = [s.tokens_for_nonvacuous for s in result.scenarios]
         known = [n for n in needed if n is not None]
         return line + (
-            f": vacuous; non-vacuous needs n ≥ {_count(min(known))} tokens"
+            f": vacuous; non-vacuous needs n ≥ {_count(min(known))} tokens "
+            f"(this data: n ≈ {_count(result.data.n_tokens)})"
             if known
             else ": vacuous at any n"
         )

@@ -15,6 +15,7 @@ import pytest
 
 from certify import container, models, plan
 from certify.bound import compute_bound, n_lower_bound
+from certify.cli import _plan as cli_plan
 from certify.cli import run_cli
 from certify.data import tokenize_source
 from certify.data.units import enumerate_units, weight_rule_for
@@ -28,6 +29,7 @@ from certify.records import (
     PlanCost,
     PlanData,
     QuantizationSettings,
+    RunSettings,
     SampledDraws,
     to_dict,
 )
@@ -497,3 +499,42 @@ def test_plan_record_round_trips_to_json(toy_model: Path, texts_dir: Path) -> No
     result = _plan(toy_model, DataSource(source=str(texts_dir)))
     text = json.dumps(to_dict(result), allow_nan=False)
     assert json.loads(text)["artifact"]["size_bytes"] == result.artifact.size_bytes
+
+
+def _run_settings(model: Path, dataset: str, tmp_path: Path, **options: Any) -> RunSettings:
+    return RunSettings(
+        model=str(model),
+        out_dir=str(tmp_path / "run"),
+        key_dir=str(tmp_path / "keys"),
+        dataset=dataset,
+        evaluation=options.pop("evaluation", SMALL_EVALUATION),
+        **options,
+    )
+
+
+def test_preflight_lets_a_hopeful_run_through(
+    toy_model: Path, texts_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hopeful = _plan(
+        toy_model, DataSource(source=str(texts_dir)), n_tokens=10**9, evaluation=MANY_SAMPLES
+    )
+    monkeypatch.setattr(cli_plan, "plan_run", lambda settings: hopeful)
+    notes: list[str] = []
+    settings = _run_settings(toy_model, str(texts_dir), tmp_path)
+    assert cli_plan.preflight(settings, require_nonvacuous=True, log=notes.append) is hopeful
+    assert notes == []
+
+
+def test_preflight_without_a_plan_says_so_and_goes_on(toy_model: Path, tmp_path: Path) -> None:
+    notes: list[str] = []
+    settings = _run_settings(toy_model, str(tmp_path / "no-such-data"), tmp_path)
+    assert cli_plan.preflight(settings, require_nonvacuous=True, log=notes.append) is None
+    assert len(notes) == 1 and notes[0].startswith("no plan:")
+
+
+def test_hopeless_message_names_the_bound_and_the_n(toy_model: Path, texts_dir: Path) -> None:
+    result = _plan(toy_model, DataSource(source=str(texts_dir)), evaluation=MANY_SAMPLES)
+    assert not result.can_be_nonvacuous
+    message = cli_plan.hopeless_message(result)
+    assert f"{result.optimistic_bits_bound:.3f}" in message
+    assert "needs about n ≥" in message and "\n" not in message

@@ -219,7 +219,13 @@ def _data_line(result: Plan) -> str:
     basis = {
         "token_shards": "exact, from the token shards",
         "given": "given",
-        "bytes_estimate": f"estimated at {data.tokens_per_byte:g} tokens/byte",
+        "bytes_estimate": (
+            f"estimated from {_bytes(data.text_bytes)} of text at {data.tokens_per_byte:g} "
+            "tokens/byte"
+            if data.text_bytes is not None
+            else f"estimated at {data.tokens_per_byte:g} tokens/byte, "
+            f"{plan.ASSUMED_DOCUMENT_TOKENS} tokens per document where bytes are unknown"
+        ),
     }[data.n_tokens_basis]
     line = f"{data.mode} mode, n ≈ {_count(data.n_tokens)} tokens ({basis})"
     if data.mode == "sampled":

@@ -31,6 +31,7 @@ from certify._files import (
     temp_path,
     write_bytes_atomic,
 )
+from certify.bound import confidence_text
 from certify.errors import (
     AuthenticationError,
     CertificateError,
@@ -364,20 +365,30 @@ def check_run_folder(run_dir: Path) -> dict[str, Any]:
 
 
 def headline(certificate: dict[str, Any]) -> str:
-    """One line naming the certified numbers (used in commit messages and the card)."""
-    summary = (certificate.get("bound") or {}).get("summary") or {}
+    """One line naming the certified numbers (used in commit messages).
+
+    Bounds rounded up, confidence exact, a vacuous bound said so, and a local model named
+    by its short name (a commit message is as public as the card).
+    """
+    bound = certificate.get("bound") or {}
+    summary = bound.get("summary") or {}
     bits = summary.get("bits_per_token_bound")
     parts = []
     if isinstance(bits, int | float):
-        parts.append(f"≤ {bits:.4g} bits/token")
+        parts.append(f"≤ {card.up(bits)} bits/token")
+        if summary.get("vacuous"):
+            parts[-1] += " (vacuous)"
     perplexity = summary.get("perplexity_bound")
-    if isinstance(perplexity, int | float):
-        parts.append(f"perplexity ≤ {perplexity:.4g}")
-    delta = (certificate.get("bound") or {}).get("delta")
+    if isinstance(perplexity, int | float) and not summary.get("vacuous"):
+        parts.append(f"perplexity ≤ {card.up(perplexity)}")
+    delta = bound.get("delta")
     confidence = (
-        f" at {100 * (1 - float(delta)):.4g}% confidence" if isinstance(delta, int | float) else ""
+        f" at {confidence_text(float(delta))} confidence"
+        if isinstance(delta, int | float) and 0 < delta < 1
+        else ""
     )
-    source = (certificate.get("model") or {}).get("source") or "model"
+    model = certificate.get("model") or {}
+    source = card.source_ref(model.get("source"), model.get("revision"), "model").name
     return f"{source}: {', '.join(parts) or 'certificate'}{confidence}"
 
 

@@ -191,7 +191,10 @@ def test_default_commit_message_names_the_headline(hub_server: Any, run: dict[st
     hub.push_run(run["dir"], "alice/msg", endpoint=hub_server.endpoint, token=hub_server.token)
     message = hub_server.commit_log("alice/msg")[0]["message"]
     bits = run["certificate"]["bound"]["summary"]["bits_per_token_bound"]
-    assert message.startswith("certify: ") and f"{bits:.4g} bits/token" in message
+    assert message.startswith("certify: ") and f"≤ {published_number(bits)} bits/token" in message
+    assert "at 95% confidence" in message
+    assert str(run["dir"].parent) not in message  # a local model goes by its short name
+    assert message.startswith(f"certify: {Path(run['certificate']['model']['source']).name}: ")
 
 
 # --------------------------------------------------------------------------- faults

@@ -466,6 +466,7 @@ def test_require_nonvacuous_stops_a_hopeless_run_before_compressing(
     )
     err = capsys.readouterr().err
     assert "plan:" in err and "cannot be non-vacuous" in err and "Traceback" not in err
+    assert "sampling term of s = 6 observations" in err  # 6 chunks: no n is enough
     assert not (run_dir / "model.certz").exists()
     assert not home.exists()  # not even a signing key was made
 

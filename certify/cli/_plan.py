@@ -129,7 +129,9 @@ def hopeless_message(result: Plan) -> str:
     need = (
         f"it needs about n ≥ {_count(needed)} tokens"
         if needed is not None
-        else "no amount of data makes it non-vacuous at these settings"
+        else f"even 10^16 tokens would not do: the assumed loss plus the sampling term of "
+        f"s = {result.samples:,} observations stays above log2 V (more --samples or "
+        "--accepted-units shrink that term)"
     )
     return (
         f"the plan says the bound cannot be non-vacuous: even at an assumed loss of "
@@ -271,7 +273,7 @@ def _bound_line(result: Plan) -> str:
             f": vacuous; non-vacuous needs n ≥ {_count(min(known))} tokens "
             f"(this data: n ≈ {_count(result.data.n_tokens)})"
             if known
-            else ": vacuous at any n"
+            else f": vacuous at any n with s = {result.samples:,} observations"
         )
     vacuous = sum(scenario.vacuous for scenario in result.scenarios)
     if vacuous:

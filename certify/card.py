@@ -116,6 +116,17 @@ def _trivial_text(trivial: float, kind: str) -> str:
     return round_up_text(trivial, significant=digits)
 
 
+def _tokens_down(count: int) -> str:
+    """A token count this run has at least: exact below a million, else 2 digits rounded
+    DOWN (so the card never overstates the data; a count needed is rounded up instead)."""
+    count = int(count)
+    if count < 1_000_000:
+        return _count(count)
+    exponent = len(str(count)) - 1
+    leading = count // 10 ** (exponent - 1)
+    return f"{leading // 10}.{leading % 10}e+{exponent:02d}"
+
+
 def _delta_text(delta: float) -> str:
     """δ as written (shortest round-trip decimal)."""
     return repr(float(delta))
@@ -806,7 +817,7 @@ def _data_needed_line(certificate: Mapping[str, Any], found: Sequence[Statement]
     return (
         f"**How much data?** With the recorded statistics held fixed, {what} is below the "
         f"uniform guess ({trivial}) from {n_word} ≥ {up(needed, 2)} tokens on; this run has "
-        f"{n_word} = {up(recorded, 2)} tokens."
+        f"{n_word} = {_tokens_down(recorded)} tokens."
     )
 
 
@@ -1334,9 +1345,9 @@ def _plot_against_n(ax: Any, certificate: Mapping[str, Any], found: Sequence[Sta
         ax.plot([recorded], [headline.bound], "o", color="#C44E52", zorder=4)
     right_half = math.log(recorded / used[0]) > 0.6 * math.log(used[-1] / used[0])
     ax.annotate(
-        f"this run\nn = {up(recorded, 2)}", (recorded, 0.97 * top), textcoords="offset points",
-        xytext=(-5 if right_half else 5, 0), ha="right" if right_half else "left", va="top",
-        color="#C44E52", fontsize="small",
+        f"this run\nn = {_tokens_down(recorded)}", (recorded, 0.97 * top),
+        textcoords="offset points", xytext=(-5 if right_half else 5, 0),
+        ha="right" if right_half else "left", va="top", color="#C44E52", fontsize="small",
     )  # fmt: skip
     if needed is not None:
         ax.plot([needed], [trivial], "D", color="#8172B3", zorder=4)
@@ -1349,7 +1360,7 @@ def _plot_against_n(ax: Any, certificate: Mapping[str, Any], found: Sequence[Sta
     else:
         ax.text(
             0.03, 0.05,
-            "vacuous at every n: sample mean + sampling term\nalready reach the uniform guess",
+            "vacuous at every n:\nsample mean + sampling term\nreach the uniform guess",
             transform=ax.transAxes, ha="left", va="bottom", color="#8172B3", fontsize="small",
         )  # fmt: skip
     ax.set_xscale("log")

@@ -394,6 +394,17 @@ def test_rounding_up_at_the_boundaries() -> None:
         assert float(up(value)) >= value
 
 
+def test_this_runs_n_is_never_overstated(hub_certificate: dict[str, Any]) -> None:
+    """A count the run has is rounded down; the count a non-vacuous bound needs, up."""
+    more = copy.deepcopy(hub_certificate)
+    more["bound"]["n_tokens"] = more["data"]["n_tokens"] = 2_999_999_999
+    text = render_card(more, key_fingerprint=FINGERPRINT)
+    assert "this run has n = 2.9e+09 tokens" in text
+    needed = non_vacuous_from(more)
+    assert needed is not None and f"from n ≥ {up(needed, 2)} tokens on" in text
+    assert float(up(needed, 2)) >= needed
+
+
 def test_published_numbers_in_the_card_are_rounded_up(hub_certificate: dict[str, Any]) -> None:
     edge = copy.deepcopy(hub_certificate)
     headline = next(m for m in edge["bound"]["metrics"] if m.get("alpha") == 0.1)

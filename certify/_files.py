@@ -38,6 +38,7 @@ __all__ = [
     "file_digest",
     "file_sha256",
     "fsync_dir",
+    "public_name",
     "published_files",
     "safe_relative_path",
     "sweep_temp_files",
@@ -261,3 +262,16 @@ def published_files(run_dir: str | Path) -> list[Path]:
             continue
         selected.append(path)
     return selected
+
+
+def public_name(source: str) -> str:
+    """How a source is named in published files: a Hub id as given, a local path by its
+    last component only (no home folder, no machine layout leaks into a certificate).
+
+    >>> public_name("/home/me/corpora/notes"), public_name("org/dataset")
+    ('notes', 'org/dataset')
+    """
+    path = Path(source).expanduser()
+    if path.exists() or path.is_absolute() or source.startswith((".", "~")):
+        return path.resolve().name or source
+    return source

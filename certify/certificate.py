@@ -337,7 +337,9 @@ def published_number(value: float, significant: int = 4) -> str:
     """
     exact = Decimal(value)
     if value == 0 or 1e-4 <= abs(value) < 1e6:
-        return round_up_text(value, significant=significant)
+        text = round_up_text(value, significant=significant)
+        if abs(Decimal(text)) < 1_000_000:  # 999999.9 rounds up to 1000000: scientific
+            return text
     exponent = exact.adjusted()
     mantissa = exact.scaleb(-exponent)
     quantum = Decimal(1).scaleb(-(significant - 1))

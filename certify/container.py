@@ -41,7 +41,7 @@ from certify._jcs import schema_error
 from certify._version import __version__
 from certify.codec import centered_codes, codec_parameters, decode_quantized, encode_quantized
 from certify.errors import ArtifactFormatError, CertifyError, InvalidInputError, ModelError
-from certify.models import iter_tensors, read_support_files, tensor_specs
+from certify.models import iter_tensors, public_source, read_support_files, tensor_specs
 from certify.quantize import (
     QuantizedTensor,
     check_quantization_settings,
@@ -383,7 +383,7 @@ def _header(
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "model": {
-            "source": _public_source(resolved),
+            "source": public_source(resolved),
             "revision": resolved.revision,
             "architecture": resolved.architecture,
             "config": resolved.config,
@@ -435,18 +435,6 @@ def _iter_checked(
         if spec is None or tuple(array.shape) != spec.shape:
             raise CertifyError(f"tensor {name} changed while it was read; resolve the model again")
         yield name, array
-
-
-def _public_source(resolved: ResolvedModel) -> str:
-    """Hub ids as given; for local inputs only the last path component (no home folders)."""
-    if (
-        Path(resolved.local_dir).expanduser().resolve()
-        == Path(resolved.source).expanduser().resolve()
-    ):
-        return Path(resolved.local_dir).name
-    if resolved.gguf_file is not None and resolved.source.lower().endswith(".gguf"):
-        return Path(resolved.source).name
-    return resolved.source
 
 
 def _write_support_files(spool: _Spool, contents: dict[str, bytes]) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from certify import hub  # only hub.py talks to the network
+from certify._files import public_name
 from certify.errors import CertifyError, ModelError
 from certify.records import ResolvedModel
 
@@ -423,3 +424,14 @@ def read_support_files(resolved: ResolvedModel) -> dict[str, bytes]:
             for name in SUPPORT_FILE_NAMES
             if (Path(scratch) / name).is_file()
         }
+
+
+def public_source(resolved: ResolvedModel) -> str:
+    """How the model is named in published files: a Hub id as given; a local folder or
+    GGUF file by its last path component only."""
+    if resolved.gguf_file is not None and resolved.source.lower().endswith(".gguf"):
+        return Path(resolved.source).name
+    local = Path(resolved.local_dir).expanduser().resolve()
+    if local == Path(resolved.source).expanduser().resolve():
+        return local.name
+    return public_name(resolved.source)

@@ -57,6 +57,7 @@ from certify._files import (
     atomic_path,
     copy_atomic,
     file_sha256,
+    public_name,
     published_files,
     sweep_temp_files,
     write_bytes_atomic,
@@ -86,7 +87,7 @@ from certify.errors import (
     InvalidInputError,
     UsageError,
 )
-from certify.models import resolve_model, tensor_specs
+from certify.models import public_source, resolve_model, tensor_specs
 from certify.records import (
     ArtifactRecord,
     BoundInput,
@@ -408,7 +409,7 @@ def _model_record(resolved: ResolvedModel, artifact: ArtifactRecord) -> ModelRec
     if vocab_size is None and isinstance(config.get("text_config"), dict):
         vocab_size = config["text_config"].get("vocab_size")
     return ModelRecord(
-        source=resolved.source,
+        source=public_source(resolved),
         revision=resolved.revision,
         architecture=resolved.architecture,
         parameters=int(artifact.parameters),
@@ -427,6 +428,19 @@ def _format_minutes(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def _public_data(
+    data: DatasetRecord | SampledDataRecord,
+) -> DatasetRecord | SampledDataRecord:
+    """The dataset as published files name it: local paths by their last component only
+    (the data's content hashes identify it; the signer's folder layout is nobody's)."""
+    if isinstance(data, SampledDataRecord):
+        options = dict(data.source_options)
+        if "path" in options:
+            options["path"] = public_name(str(options["path"]))
+        return dataclasses.replace(data, source=public_name(data.source), source_options=options)
+    return dataclasses.replace(data, source=public_name(data.source))
 
 
 def _data_identity(tokens: TokenShards | SampledTokens) -> str:
@@ -871,6 +885,8 @@ class _Pipeline:
                 # the artifact's hash: it keys the checkpoint and seeds the default sample
                 model_identity=artifact.sha256,
             )
+            if record.data is not None:  # risk.json is published: no local paths in it
+                record = dataclasses.replace(record, data=_public_data(record.data))
             document = risk.risk_to_dict(record)
             if self.rank == 0:
                 write_json_atomic(self.run_dir / out_relative, document)
@@ -986,7 +1002,7 @@ class _Pipeline:
         _certificate, fingerprint, key_path, key_created = self._certify(
             resolved, artifact, dataset_record, risk_record, bound_result, choice, grid
         )
-        pushed = self._push() if settings.push else None
+        pushed = self._push(key_path) if settings.push else None
         result = self._result(
             _Outcome(
                 resolved=resolved,
@@ -1215,7 +1231,6 @@ class _Pipeline:
             {
                 "certificate_sha256": certificate_sha,
                 "key_fingerprint": fingerprint,
-                "base_model": settings.model,
                 "dataset": choice.source,
                 "repo_id": self.repo_id,
                 "run_folder": card.relative_folder(settings.out_dir),
@@ -1230,7 +1245,8 @@ class _Pipeline:
             text = card.render_card(
                 certificate,
                 key_fingerprint=fingerprint,
-                base_model=settings.model,
+                # base_model comes from the certificate: set only for a Hub model
+                base_model=None,
                 dataset=choice.source,
                 plot_filename=PLOT_NAME,
                 repo_id=self.repo_id,
@@ -1241,7 +1257,9 @@ class _Pipeline:
             card.plot_bound(certificate, self.run_dir / PLOT_NAME)
             self.store.store(name, inputs, (CARD_NAME, PLOT_NAME))
 
-    def _push(self) -> PushResult:
+    def _push(self, key_path: str) -> PushResult:
+        """One commit of the run folder; with the run's key, a second one pins the card's
+        verify instructions to the first (hub.push_run)."""
         settings = self.settings
         if self.repo_id is None:  # pragma: no cover - _run sets it when pushing
             raise InvalidInputError("no repo id to push to", field="--repo-id")
@@ -1254,6 +1272,10 @@ class _Pipeline:
                 commit_message="certify run: model.certz + signed certificate",
                 endpoint=settings.endpoint,
                 token=settings.token,
+                signing_key=key_path,
+                key_passphrase=settings.key_passphrase.encode("utf-8")
+                if settings.key_passphrase is not None
+                else None,
             )
         return result
 

@@ -521,13 +521,6 @@ def _stored_specs(specs: Sequence[models.TensorSpec], config: dict[str, Any]) ->
     return kept
 
 
-def _public_source(resolved: ResolvedModel) -> str:
-    if resolved.gguf_file is not None:
-        return Path(resolved.gguf_file).name
-    local = Path(resolved.source).expanduser()
-    return local.resolve().name if local.exists() else resolved.source
-
-
 def _header_bytes(
     resolved: ResolvedModel,
     settings: QuantizationSettings,
@@ -544,7 +537,7 @@ def _header_bytes(
         "format": "certz",
         "format_version": FORMAT_VERSION,
         "model": {
-            "source": _public_source(resolved),
+            "source": models.public_source(resolved),
             "revision": revision,
             "architecture": resolved.architecture,
             "config": resolved.config,

@@ -624,7 +624,9 @@ def _risk_check(
     data = certificate["data"]
     sampled = data.get("sampled")
     recorded = (
-        None if sampled is None else _sampled_record(certificate, cast(dict[str, Any], sampled))
+        None
+        if sampled is None
+        else _sampled_record(certificate, cast(dict[str, Any], sampled), dataset)
     )
     with tempfile.TemporaryDirectory(prefix="certify-verify-") as scratch:
         measured = measure_risk(
@@ -653,9 +655,13 @@ def _risk_check(
     )
 
 
-def _sampled_record(certificate: Certificate, sampled: dict[str, Any]) -> SampledDataRecord:
-    """The sampled-mode record a certificate carries, to draw the same units again."""
+def _sampled_record(
+    certificate: Certificate, sampled: dict[str, Any], dataset: str | Path
+) -> SampledDataRecord:
+    """The sampled-mode record a certificate carries, to draw the same units again from
+    ``dataset`` (a local source wherever the verifier keeps it; a Hub id as recorded)."""
     data = certificate["data"]
+    hub = sampled["source_options"].get("kind") == "hub"
     fields = {
         key: sampled[key]
         for key in (
@@ -676,7 +682,7 @@ def _sampled_record(certificate: Certificate, sampled: dict[str, Any]) -> Sample
         )
     }
     return SampledDataRecord(
-        source=data["source"],
+        source=data["source"] if hub else str(dataset),
         revision=data["revision"],
         tokenizer_sha256=data["tokenizer_sha256"],
         vocab_size=certificate["model"]["vocab_size"],

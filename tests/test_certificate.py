@@ -145,6 +145,7 @@ def test_published_numbers_round_up() -> None:
     assert cert_module.published_number(9.99951) == "10.00"
     assert cert_module.published_number(4.2589e183) == "4.259e+183"
     assert cert_module.published_number(1.0000001e7) == "1.001e+07"
+    assert cert_module.published_number(999999.0) == "1.000e+06"
 
 
 # --------------------------------------------------------------------------- build

@@ -95,7 +95,11 @@ def test_run_verify_push_and_verify_from_hub(
 
     certificate = json.loads((run_dir / "certificate.json").read_text())
     assert certificate["artifact"]["size_bytes"] == (run_dir / "model.certz").stat().st_size
-    assert certificate["data"]["source"] == str(texts_dir)
+    # published files name local sources by their last component, never by a path
+    assert certificate["data"]["source"] == texts_dir.name
+    assert certificate["model"]["source"] == toy_model.name
+    for name in ("certificate.json", "README.md", "risk.json"):
+        assert str(tmp_path) not in (run_dir / name).read_text(), name
     assert certificate["bound"]["prior"]["hyperparameter_configurations"] == 1
     log_lines = [json.loads(line) for line in (run_dir / "run.log").read_text().splitlines()]
     assert any(
@@ -113,6 +117,8 @@ def test_run_verify_push_and_verify_from_hub(
         [*argv, "--push", "--repo-id", "alice/toy-certified", "--endpoint", hub_server.endpoint],
     )
     assert pushed["pushed"]["repo_id"] == "alice/toy-certified"
+    # with the run's key, a second commit pins the card's verify line to the first
+    assert pushed["pushed"]["card_commit_oid"] and pushed["pushed"]["commit_oid"]
     assert {"compress", "evaluate", "certificate", "sign"} <= set(pushed["reused_stages"])
     published = set(pushed["pushed"]["files"])
     assert {"model.certz", "certificate.json", "certificate.dsse.json", "README.md"} <= published

@@ -842,6 +842,12 @@ def test_sampled_mode_run_verifies_and_redraws(
     report = _report(run, pair, recompute_risk=True, dataset=texts, risk_device="cpu")
     assert _ok(report), report.failed()
     assert "the same draws" in _status(report)["risk"][1]
+    # the same files elsewhere (the verifier's machine) are the same units
+    elsewhere = tmp_path / "copy" / "corpus"
+    shutil.copytree(texts, elsewhere)
+    report = _report(run, pair, recompute_risk=True, dataset=elsewhere, risk_device="cpu")
+    assert _ok(report), report.failed()
+    assert str(tmp_path) not in (run / "certificate.json").read_text()
     # another corpus: the unit list no longer matches the recorded one
     (texts / "99.txt").write_text("one more document changes the unit list")
     report = _report(run, pair, recompute_risk=True, dataset=texts, risk_device="cpu")

@@ -298,11 +298,15 @@ def _fingerprint(
     files: list[UnitFile],
     rows: np.ndarray,
 ) -> str:
-    """sha256 of the canonical unit list (docs/DATA.md "The unit list")."""
+    """sha256 of the canonical unit list (docs/DATA.md "The unit list").
+
+    A local source's path is left out (its files are named relative to it): the same
+    files at another place, on the verifier's machine, are the same units.
+    """
     header: dict[str, Any] = {
         "format": "certify-units",
         "format_version": UNITS_FORMAT_VERSION,
-        "source": source,
+        "source": {key: value for key, value in source.items() if key != "path"},
         "revision": revision,
         "weight_rule": rule.to_json(),
         "files": [[entry.path, entry.kind, entry.size_bytes] for entry in files],

@@ -25,11 +25,11 @@ from __future__ import annotations
 import dataclasses
 import decimal
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any, Literal
 
-from certify.errors import InvalidInputError
+from certify.errors import CertifyError, InvalidInputError
 from certify.records import (
     BoundInput,
     BoundResult,
@@ -68,6 +68,7 @@ __all__ = [
     "sampling_term",
     "smoothed_loss_range",
     "split_delta",
+    "tokens_needed",
     "validate_bound_input",
 ]
 
@@ -1632,3 +1633,54 @@ def bound_result_from_dict(data: Mapping[str, Any]) -> BoundResult:
         ),
         n_lower_bound=_optional(data["n_lower_bound"], _integer, "bound.n_lower_bound", 1),
     )
+
+
+def tokens_needed(
+    bound_at: Callable[[int], float],
+    target_bits: float,
+    *,
+    strict: bool = False,
+    min_tokens: int = 1,
+    max_tokens: int = 10**40,
+) -> int | None:
+    """The smallest n in [``min_tokens``, ``max_tokens``] with ``bound_at(n) ≤ target_bits``
+    (``<`` if ``strict``), or None when even ``max_tokens`` does not reach it.
+
+    ``certify plan`` and the model card's "n needed" both use it. Doubling from
+    ``min_tokens``, then integer bisection. The bound must not increase with n
+    (DESIGN.md: (c + ln(n(n+1)))/(2n) and c/(λn) fall as n grows); every probe checks it
+    against the probes around it and raises :class:`CertifyError` if it does not hold.
+    """
+
+    def meets(value: float) -> bool:
+        return value < target_bits if strict else value <= target_bits
+
+    probes: list[tuple[int, float]] = []
+
+    def probe(n: int) -> float:
+        value = bound_at(n)
+        for other, other_value in probes:
+            tolerance = 1e-9 * max(1.0, abs(other_value))
+            if (other < n and value > other_value + tolerance) or (
+                other > n and value < other_value - tolerance
+            ):
+                raise CertifyError(
+                    f"the bound is not monotone in n ({other}: {other_value!r}, {n}: {value!r}); "
+                    "this is a bug in certify"
+                )
+        probes.append((n, value))
+        return value
+
+    if not meets(probe(max_tokens)):
+        return None
+    # invariant: bound_at(low) misses (or low is below min_tokens), bound_at(high) meets
+    low, high = min_tokens - 1, min_tokens
+    while high < max_tokens and not meets(probe(high)):
+        low, high = high, min(2 * high, max_tokens)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if meets(probe(middle)):
+            high = middle
+        else:
+            low = middle
+    return high

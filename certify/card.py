@@ -52,6 +52,7 @@ from certify.bound import (
     compute_bound,
     confidence_text,
     round_up_text,
+    tokens_needed,
 )
 from certify.certificate import Certificate, bound_input_of, published_number
 from certify.errors import CertifyError, InvalidInputError
@@ -448,21 +449,9 @@ def non_vacuous_from(certificate: Mapping[str, Any], index: int | None = None) -
     def value(n: int) -> float:
         return float(compute_bound(_input_at(bound_input, n)).metrics[index].bound)
 
-    high = max(_recorded_n(certificate), 2)
-    while value(high) >= target.trivial:
-        high *= 10
-        if high > 10**40:  # pragma: no cover - the limit is U < trivial, reached long before
-            return None
-    low = 2 if bound_input.sampled is not None else 1  # n_lo = 1: see _input_at
-    if value(low) < target.trivial:
-        return low
-    while high - low > 1:
-        middle = (low + high) // 2
-        if value(middle) < target.trivial:
-            high = middle
-        else:
-            low = middle
-    return high
+    # n_lo = 1 cannot be a sampled certificate's (see _input_at)
+    low = 2 if bound_input.sampled is not None else 1
+    return tokens_needed(value, target.trivial, strict=True, min_tokens=low)
 
 
 # --------------------------------------------------------------------------- metadata

@@ -454,6 +454,23 @@ def _statement_v2(certificate: Certificate) -> str:
     )
 
 
+_HELDOUT_ASSUMPTION = (
+    "Held-out mode: the data is asserted to be independent of the model, so the "
+    "file size is not charged in the prior. certify does not and cannot check this."
+)
+
+
+def _common_assumptions(bound: Any) -> list[str]:
+    """The assumptions about the risk and the prior, the same in every version."""
+    return [
+        "The bound is on the conditional (martingale) risk of each token given the "
+        "tokens before it in this dataset, not on the risk under any other distribution.",
+        f"The {bound['prior']['hyperparameter_configurations']} hyperparameter "
+        "configuration(s) counted in the prior are every configuration that was tried; "
+        "any other choice made after looking at this data would void the bound.",
+    ]
+
+
 def default_assumptions(certificate: Certificate) -> list[str]:
     """The assumptions every certificate states, filled in from its numbers."""
     if version_of(certificate) >= 2:
@@ -469,11 +486,7 @@ def default_assumptions(certificate: Certificate) -> list[str]:
         f"Tokens are scored as in docs/CERTIFICATE.md: chunks of {data['chunk_tokens']} "
         f"tokens, each preceded by one BOS token and {data['context_tokens']} unscored "
         "context tokens; the claim is about this token stream and tokenizer only.",
-        "The bound is on the conditional (martingale) risk of each token given the "
-        "tokens before it in this dataset, not on the risk under any other distribution.",
-        f"The {bound['prior']['hyperparameter_configurations']} hyperparameter "
-        "configuration(s) counted in the prior are every configuration that was tried; "
-        "any other choice made after looking at this data would void the bound.",
+        *_common_assumptions(bound),
     ]
     if bound["sampling_method"] != "exhaustive":
         assumptions.append(
@@ -481,10 +494,7 @@ def default_assumptions(certificate: Certificate) -> list[str]:
             f"method ({bound['sampling_method']}) was fixed before any loss was seen."
         )
     if bound["heldout"]:
-        assumptions.append(
-            "Held-out mode: the data is asserted to be independent of the model, so the "
-            "file size is not charged in the prior. certify does not and cannot check this."
-        )
+        assumptions.append(_HELDOUT_ASSUMPTION)
     return assumptions
 
 
@@ -503,11 +513,7 @@ def _assumptions_v2(certificate: Certificate) -> list[str]:
         f"preceded by one BOS token and up to {data['context_tokens']} unscored tokens of "
         "the same document; a top-k error counts ties against the model; the claim is "
         "about this token stream and tokenizer only.",
-        "The bound is on the conditional (martingale) risk of each token given the "
-        "tokens before it in this dataset, not on the risk under any other distribution.",
-        f"The {bound['prior']['hyperparameter_configurations']} hyperparameter "
-        "configuration(s) counted in the prior are every configuration that was tried; "
-        "any other choice made after looking at this data would void the bound.",
+        *_common_assumptions(bound),
     ]
     if bound["sampling_method"] != "exhaustive":
         origin = (
@@ -532,10 +538,7 @@ def _assumptions_v2(certificate: Certificate) -> list[str]:
             "which the confidence includes."
         )
     if bound["heldout"]:
-        assumptions.append(
-            "Held-out mode: the data is asserted to be independent of the model, so the "
-            "file size is not charged in the prior. certify does not and cannot check this."
-        )
+        assumptions.append(_HELDOUT_ASSUMPTION)
     return assumptions
 
 
@@ -681,6 +684,26 @@ def _check_one_run(
         )
 
 
+#: the fields of a SampledDataRecord a v2 certificate's ``data.sampled`` carries
+#: (with delta_n and n_lower_bound from the bound), enough to draw its units again
+SAMPLED_RECORD_FIELDS = (
+    "weight_rule",
+    "truncation_tokens",
+    "extra_tokens_per_document",
+    "total_weight",
+    "units",
+    "units_sha256",
+    "accepted",
+    "drawn",
+    "chunks_per_unit",
+    "source_options",
+    "draws_sha256",
+    "tokens_tokenized",
+    "bytes_read",
+    "documents_tokenized",
+)
+
+
 def _data_entry(
     data: DatasetRecord | SampledDataRecord, risk: RiskRecord, bound: BoundResult
 ) -> dict[str, Any]:
@@ -703,25 +726,7 @@ def _data_entry(
             "documents_sha256": data.documents_sha256,
             "max_documents": data.max_documents,
         }
-    sampled = {
-        key: getattr(data, key)
-        for key in (
-            "weight_rule",
-            "truncation_tokens",
-            "extra_tokens_per_document",
-            "total_weight",
-            "units",
-            "units_sha256",
-            "accepted",
-            "drawn",
-            "chunks_per_unit",
-            "source_options",
-            "draws_sha256",
-            "tokens_tokenized",
-            "bytes_read",
-            "documents_tokenized",
-        )
-    }
+    sampled = {key: getattr(data, key) for key in SAMPLED_RECORD_FIELDS}
     sampled.update(delta_n=bound.delta_n, n_lower_bound=bound.n_lower_bound)
     return {"mode": "sampled", **common, "sampled": sampled}
 

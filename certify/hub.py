@@ -14,10 +14,12 @@ that says what was expected and how to fix it; tokens never appear in messages.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1066,13 +1068,45 @@ def _dataset_fs(endpoint: str | None, token: str | None) -> Any:
     return _DATASET_FS[key]
 
 
-def _open_dataset_file(fs: Any, location: str, size: int | None) -> Any:
+@contextlib.contextmanager
+def _dataset_file(
+    dataset_id: str,
+    commit: str,
+    path: str,
+    *,
+    size: int | None,
+    token: str | None,
+    endpoint: str | None,
+    action: str,
+) -> Iterator[Any]:
+    """One file of a dataset at ``commit``, open for range reads; failures become
+    certify's errors (a missing file a DataError, the rest as :func:`translate_error`)."""
     # cache_type "none": every read is exactly one range request, no read-ahead; a known
     # size spares the listing request that would find it
     options: dict[str, Any] = {"cache_type": "none", "block_size": 1 << 20}
     if size is not None:
         options["size"] = size
-    return fs.open(location, "rb", **options)
+    try:
+        fs = _dataset_fs(endpoint, token)
+        with fs.open(f"datasets/{dataset_id}@{commit}/{path}", "rb", **options) as handle:
+            yield handle
+    except CertifyError:
+        raise
+    except FileNotFoundError as error:
+        raise DataError(
+            f"{dataset_id}@{commit[:12]} has no file {path} on {_endpoint_of(endpoint)} "
+            f"({str(error).splitlines()[0][:200]})",
+            hint="check the dataset id, the revision and the token",
+        ) from None
+    except Exception as error:
+        raise translate_error(
+            error,
+            action=action,
+            repo_id=dataset_id,
+            revision=commit,
+            endpoint=endpoint,
+            missing=DataError,
+        ) from error
 
 
 def read_dataset_ranges(
@@ -1095,46 +1129,34 @@ def read_dataset_ranges(
 
     if not _COMMIT_SHA.match(commit):
         raise HubError(f"read_dataset_ranges needs a 40-hex commit, got {commit!r}")
-    location = f"datasets/{dataset_id}@{commit}/{path}"
     out: list[bytes] = []
-    try:
-        fs = _dataset_fs(endpoint, token)
-        with _open_dataset_file(fs, location, size) as handle:
-            size = int(handle.size)
-            for start, stop in ranges:
-                begin = start + size if start < 0 else start
-                end = size if (start < 0 and stop == 0) else (stop + size if stop < 0 else stop)
-                if not 0 <= begin <= end <= size:
-                    raise DataError(
-                        f"{dataset_id}/{path} has {size} bytes; [{begin}, {end}) does not exist",
-                        hint="the file changed since its units were listed",
-                    )
-                handle.seek(begin)
-                data = handle.read(end - begin) if end > begin else b""
-                if len(data) != end - begin:
-                    raise HubError(
-                        f"{_endpoint_of(endpoint)} sent {len(data)} of {end - begin} bytes of "
-                        f"{dataset_id}/{path}",
-                        hint="retry later",
-                    )
-                out.append(data)
-    except CertifyError:
-        raise
-    except FileNotFoundError as error:
-        raise DataError(
-            f"{dataset_id}@{commit[:12]} has no file {path} on {_endpoint_of(endpoint)} "
-            f"({str(error).splitlines()[0][:200]})",
-            hint="check the dataset id, the revision and the token",
-        ) from None
-    except Exception as error:
-        raise translate_error(
-            error,
-            action="reading dataset",
-            repo_id=dataset_id,
-            revision=commit,
-            endpoint=endpoint,
-            missing=DataError,
-        ) from error
+    with _dataset_file(
+        dataset_id,
+        commit,
+        path,
+        size=size,
+        token=token,
+        endpoint=endpoint,
+        action="reading dataset",
+    ) as handle:
+        size = int(handle.size)
+        for start, stop in ranges:
+            begin = start + size if start < 0 else start
+            end = size if (start < 0 and stop == 0) else (stop + size if stop < 0 else stop)
+            if not 0 <= begin <= end <= size:
+                raise DataError(
+                    f"{dataset_id}/{path} has {size} bytes; [{begin}, {end}) does not exist",
+                    hint="the file changed since its units were listed",
+                )
+            handle.seek(begin)
+            data = handle.read(end - begin) if end > begin else b""
+            if len(data) != end - begin:
+                raise HubError(
+                    f"{_endpoint_of(endpoint)} sent {len(data)} of {end - begin} bytes of "
+                    f"{dataset_id}/{path}",
+                    hint="retry later",
+                )
+            out.append(data)
     return out
 
 
@@ -1153,38 +1175,26 @@ def read_parquet_footer(
     when the footer is longer. The returned bytes end with ``<footer><len:4><PAR1>``.
     """
 
-    location = f"datasets/{dataset_id}@{commit}/{path}"
-    try:
-        fs = _dataset_fs(endpoint, token)
-        with _open_dataset_file(fs, location, size) as handle:
-            size = int(handle.size)
-            take = min(size, PARQUET_TAIL_BYTES)
-            handle.seek(size - take)
-            tail = handle.read(take)
-            if size < 12 or tail[-4:] != b"PAR1":
-                raise DataError(f"{dataset_id}/{path} is not a parquet file (no PAR1 footer)")
-            footer_bytes = int.from_bytes(tail[-8:-4], "little")
-            needed = footer_bytes + 8
-            if needed > size - 4:
-                raise DataError(f"{dataset_id}/{path}: footer length {footer_bytes} is invalid")
-            if needed > len(tail):
-                handle.seek(size - needed)
-                tail = handle.read(needed - len(tail)) + tail
-    except CertifyError:
-        raise
-    except FileNotFoundError as error:
-        raise DataError(
-            f"{dataset_id}@{commit[:12]} has no file {path} on {_endpoint_of(endpoint)} "
-            f"({str(error).splitlines()[0][:200]})",
-            hint="check the dataset id, the revision and the token",
-        ) from None
-    except Exception as error:
-        raise translate_error(
-            error,
-            action="reading the parquet footer of dataset",
-            repo_id=dataset_id,
-            revision=commit,
-            endpoint=endpoint,
-            missing=DataError,
-        ) from error
+    with _dataset_file(
+        dataset_id,
+        commit,
+        path,
+        size=size,
+        token=token,
+        endpoint=endpoint,
+        action="reading the parquet footer of dataset",
+    ) as handle:
+        size = int(handle.size)
+        take = min(size, PARQUET_TAIL_BYTES)
+        handle.seek(size - take)
+        tail = handle.read(take)
+        if size < 12 or tail[-4:] != b"PAR1":
+            raise DataError(f"{dataset_id}/{path} is not a parquet file (no PAR1 footer)")
+        footer_bytes = int.from_bytes(tail[-8:-4], "little")
+        needed = footer_bytes + 8
+        if needed > size - 4:
+            raise DataError(f"{dataset_id}/{path}: footer length {footer_bytes} is invalid")
+        if needed > len(tail):
+            handle.seek(size - needed)
+            tail = handle.read(needed - len(tail)) + tail
     return size, tail

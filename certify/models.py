@@ -60,7 +60,7 @@ SUPPORT_FILE_NAMES: tuple[str, ...] = tuple(
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 # safetensors dtype tag -> the torch dtype name we record as the "original dtype"
-_SAFETENSORS_DTYPES = {
+SAFETENSORS_DTYPES = {
     "F64": "float64",
     "F32": "float32",
     "F16": "float16",
@@ -334,14 +334,14 @@ def tensor_specs(resolved: ResolvedModel) -> list[TensorSpec]:
             for name in handle.keys():  # noqa: SIM118  (safe_open is not a mapping)
                 piece = handle.get_slice(name)
                 dtype = piece.get_dtype()
-                if dtype not in _SAFETENSORS_DTYPES:
+                if dtype not in SAFETENSORS_DTYPES:
                     raise ModelError(
                         f"tensor {name} in {file_name} has dtype {dtype}, which certify "
-                        f"does not read (supported: {', '.join(_SAFETENSORS_DTYPES)})"
+                        f"does not read (supported: {', '.join(SAFETENSORS_DTYPES)})"
                     )
                 specs.append(
                     TensorSpec(
-                        name, tuple(int(d) for d in piece.get_shape()), _SAFETENSORS_DTYPES[dtype]
+                        name, tuple(int(d) for d in piece.get_shape()), SAFETENSORS_DTYPES[dtype]
                     )
                 )
     return specs

@@ -450,7 +450,8 @@ def _data_identity(tokens: TokenShards | SampledTokens) -> str:
     return tokens.record.shards_sha256
 
 
-def _data_source(settings: RunSettings, choice: DatasetChoice) -> DataSource:
+def data_source(settings: RunSettings, choice: DatasetChoice) -> DataSource:
+    """The data a run of ``settings`` reads, once :func:`choose_dataset` has chosen it."""
     return DataSource(
         source=choice.source,
         revision=settings.dataset_revision,
@@ -768,7 +769,7 @@ class _Pipeline:
         (the shard cache), or in sampled mode the units drawn for this artifact from
         ``stream`` (stage "sample")."""
         settings = self.settings
-        dataset = _data_source(settings, choice)
+        dataset = data_source(settings, choice)
         sampled = resolve_mode(dataset) == "sampled"
         if sampled:
             name = name.replace("tokenize", "sample")
@@ -875,7 +876,7 @@ class _Pipeline:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             record = measure_risk(
                 artifact_path,
-                _data_source(self.settings, choice),
+                data_source(self.settings, choice),
                 evaluation,
                 self._cache(),
                 tokens=shards,

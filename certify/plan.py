@@ -15,8 +15,8 @@ From metadata only (docs/PLAN.md):
   number of draws).
 * :func:`scenario_metrics` / :func:`bound_input_at` -- the real v2 bound
   (:func:`certify.bound.compute_bound`) over a grid of assumed losses and spreads.
-* :func:`tokens_needed` -- the smallest n whose bound meets a target (bisection on n; the
-  bound is checked to be non-increasing in n at every probe).
+* :func:`~certify.bound.tokens_needed` -- the smallest n whose bound meets a target
+  (bisection on n; the bound is checked to be non-increasing in n at every probe).
 * :func:`estimate_cost` -- tokens, bytes and seconds at documented rates.
 * :func:`make_plan` -- all of it as one :class:`~certify.records.Plan`.
 
@@ -32,7 +32,7 @@ import json
 import lzma
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +45,7 @@ from certify.bound import (
     compute_bound,
     n_lower_bound,
     smoothed_loss_range,
+    tokens_needed,
 )
 from certify.codec import centered_codes, codec_parameters
 from certify.container import CHECKSUM_BYTES, FORMAT_VERSION, PRELUDE, library_versions
@@ -61,7 +62,7 @@ from certify.data.units import (
     enumerate_units,
     weight_rule_for,
 )
-from certify.errors import CertifyError, InvalidInputError, ModelError, UsageError
+from certify.errors import InvalidInputError, ModelError, UsageError
 from certify.quantize import group_count, quantize_tensor
 from certify.records import (
     BoundInput,
@@ -167,18 +168,6 @@ _ITEMSIZE = {
     "int8": 1,
     "uint8": 1,
     "bool": 1,
-}
-_SAFETENSORS_TAGS = {
-    "F64": "float64",
-    "F32": "float32",
-    "F16": "float16",
-    "BF16": "bfloat16",
-    "I64": "int64",
-    "I32": "int32",
-    "I16": "int16",
-    "I8": "int8",
-    "U8": "uint8",
-    "BOOL": "bool",
 }
 #: what the container does to embedded files (certify/container.py)
 _XZ_PRESET = 9 | lzma.PRESET_EXTREME
@@ -311,11 +300,11 @@ def describe_model(
     specs = []
     weight_bytes = 0
     for _, name, shape, tag in headers:
-        if tag not in _SAFETENSORS_TAGS:
+        if tag not in models.SAFETENSORS_DTYPES:
             raise ModelError(
                 f"tensor {name} of {source} has dtype {tag}, which certify does not read"
             )
-        dtype = _SAFETENSORS_TAGS[tag]
+        dtype = models.SAFETENSORS_DTYPES[tag]
         specs.append(models.TensorSpec(name, shape, dtype))
         weight_bytes += _numel(shape) * _ITEMSIZE[dtype]
     weight_files = tuple(sorted({file_name for file_name, _, _, _ in headers}))
@@ -973,54 +962,6 @@ def _bits_bound(bound_input: BoundInput) -> float:
     return float(value)
 
 
-def tokens_needed(
-    bound_at: Callable[[int], float],
-    target_bits: float,
-    *,
-    strict: bool = False,
-    max_tokens: int = MAX_TOKENS,
-) -> int | None:
-    """The smallest n ≤ ``max_tokens`` with ``bound_at(n) ≤ target_bits`` (``< `` if
-    ``strict``), or None when even ``max_tokens`` does not reach it.
-
-    Doubling from n = 1, then integer bisection. The bound must not increase with n
-    (DESIGN.md: (c + ln(n(n+1)))/(2n) and c/(λn) fall as n grows); every probe checks it
-    against the probes around it and raises :class:`CertifyError` if it does not hold.
-    """
-
-    def meets(value: float) -> bool:
-        return value < target_bits if strict else value <= target_bits
-
-    probes: list[tuple[int, float]] = []
-
-    def probe(n: int) -> float:
-        value = bound_at(n)
-        for other, other_value in probes:
-            tolerance = 1e-9 * max(1.0, abs(other_value))
-            if (other < n and value > other_value + tolerance) or (
-                other > n and value < other_value - tolerance
-            ):
-                raise CertifyError(
-                    f"the bound is not monotone in n ({other}: {other_value!r}, {n}: {value!r}); "
-                    "this is a bug in certify"
-                )
-        probes.append((n, value))
-        return value
-
-    if not meets(probe(max_tokens)):
-        return None
-    low, high = 0, 1  # invariant: bound_at(low) misses (or low = 0), bound_at(high) meets
-    while high < max_tokens and not meets(probe(high)):
-        low, high = high, min(2 * high, max_tokens)
-    while high - low > 1:
-        middle = (low + high) // 2
-        if meets(probe(middle)):
-            high = middle
-        else:
-            low = middle
-    return high
-
-
 # --------------------------------------------------------------------------- cost
 
 
@@ -1239,11 +1180,13 @@ def make_plan(
                     alpha=float(best.alpha or 0.0),
                     vacuous=best.bound >= uniform,
                     tokens_for_nonvacuous=dataset_tokens(
-                        tokens_needed(bound_at, uniform, strict=True)
+                        tokens_needed(bound_at, uniform, strict=True, max_tokens=MAX_TOKENS)
                     ),
                     tokens_for_target=None
                     if target_bits is None
-                    else dataset_tokens(tokens_needed(bound_at, target_bits)),
+                    else dataset_tokens(
+                        tokens_needed(bound_at, target_bits, max_tokens=MAX_TOKENS)
+                    ),
                 )
             )
     optimistic_input = template(

@@ -37,6 +37,7 @@ from certify.bound_reference import reference_mismatches
 from certify.certificate import (
     REL_TOLERANCE,
     RISK_TOLERANCE,
+    SAMPLED_RECORD_FIELDS,
     Certificate,
     compare_numbers,
     default_assumptions,
@@ -662,25 +663,7 @@ def _sampled_record(
     ``dataset`` (a local source wherever the verifier keeps it; a Hub id as recorded)."""
     data = certificate["data"]
     hub = sampled["source_options"].get("kind") == "hub"
-    fields = {
-        key: sampled[key]
-        for key in (
-            "source_options",
-            "weight_rule",
-            "truncation_tokens",
-            "extra_tokens_per_document",
-            "total_weight",
-            "units",
-            "units_sha256",
-            "accepted",
-            "drawn",
-            "chunks_per_unit",
-            "tokens_tokenized",
-            "documents_tokenized",
-            "bytes_read",
-            "draws_sha256",
-        )
-    }
+    fields = {key: sampled[key] for key in SAMPLED_RECORD_FIELDS}
     return SampledDataRecord(
         source=data["source"] if hub else str(dataset),
         revision=data["revision"],

@@ -269,7 +269,8 @@ def test_tokens_needed_is_the_smallest_n_by_direct_computation(above_floor: floa
 
 def test_tokens_needed_strict_and_unreachable() -> None:
     limit = _direct(plan.MAX_TOKENS)
-    assert plan.tokens_needed(_direct, limit - 1e-6) is None  # below the sampling floor
+    # below the sampling floor: unreachable up to the plan's limit
+    assert plan.tokens_needed(_direct, limit - 1e-6, max_tokens=plan.MAX_TOKENS) is None
     needed = plan.tokens_needed(_direct, 12.0, strict=True)
     assert needed is not None and _direct(needed) < 12.0 <= _direct(needed - 1)
 
@@ -284,7 +285,20 @@ def test_tokens_needed_refuses_a_bound_that_rises_with_n() -> None:
         return 1.0 if n >= 10**15 else 4.0 if n >= 8 else 3.0 if n >= 4 else 5.0
 
     with pytest.raises(CertifyError, match="monotone"):
-        plan.tokens_needed(rising, 2.0)
+        plan.tokens_needed(rising, 2.0, max_tokens=plan.MAX_TOKENS)
+
+
+def test_tokens_needed_starts_at_min_tokens() -> None:
+    # a search that may not probe n = 1 (a sampled certificate's n_lo is at least 2)
+    probed: list[int] = []
+
+    def falling(n: int) -> float:
+        probed.append(n)
+        return 10.0 / n
+
+    assert plan.tokens_needed(falling, 100.0, min_tokens=2) == 2
+    assert plan.tokens_needed(falling, 1.0, min_tokens=2) == 10
+    assert min(probed) == 2
 
 
 def test_sampled_template_at_n_lo_is_the_sampled_bound() -> None:

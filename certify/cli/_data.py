@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from certify.cli import _options as options
 from certify.cli._app import (
     app,
     console,
@@ -30,6 +31,7 @@ from certify.cli._app import (
     parse_float_list,
     parse_int_list,
     print_json,
+    sampling_workers,
     start_distributed,
     write_output,
 )
@@ -197,6 +199,10 @@ EVALUATE_HELP = "\n\n".join(
         "--alphas the smoothed loss in bits, and for every k of --top-k the top-k error, "
         "come from the same forward passes. The output (-o, --json) has exactly the input "
         "shape of certify bound.",
+        "With --data-mode sampled (auto picks it for a Hub dataset or a local one of 1 GiB or "
+        "more) nothing is tokenized in full: --accepted-units units are drawn and "
+        "--chunks-per-unit chunks scored in each; the output records the draws, from which "
+        "certify bound takes its lower bound on n (docs/DATA.md).",
         "Runs on CUDA, then MPS, then CPU (bf16 on a GPU, fp32 on CPU); --checkpoint makes "
         "an interrupted run resumable with identical numbers. Under torchrun each process "
         "evaluates a share of the chunks.",
@@ -206,6 +212,8 @@ EVALUATE_HELP = "\n\n".join(
         "--context-tokens 256 --json",
         "  torchrun --nproc_per_node 8 -m certify evaluate model.certz --dataset shards/ "
         "--checkpoint risk.ckpt -o risk.json",
+        "  certify evaluate model.certz --dataset HuggingFaceFW/fineweb --data-mode sampled "
+        "--truncate-tokens 4096 -o risk.json",
         "  certify bound risk.json --artifact model.certz",
     ]
 )
@@ -238,24 +246,15 @@ def evaluate_command(
     dataset: str = typer.Option(
         ..., "--dataset", "-d", metavar="SRC", help="Token-shard folder or a source to tokenize."
     ),
-    samples: int = typer.Option(10000, "--samples", "-s", min=1, help="Chunks to draw."),
-    chunk_tokens: int = typer.Option(1024, "--chunk-tokens", min=1, help="Tokens per chunk (S)."),
-    context_tokens: int = typer.Option(
-        0, "--context-tokens", min=0, help="Unscored tokens of context before a chunk (P)."
-    ),
-    alphas: str = typer.Option("0.001,0.01,0.1,0.5", "--alphas", help="Smoothing α grid."),
-    top_k: str = typer.Option("1,10,100", "--top-k", help="k values of the top-k error."),
-    exhaustive: bool = typer.Option(
-        False, "--exhaustive", help="Evaluate every chunk once instead of sampling."
-    ),
-    seed: int | None = typer.Option(
-        None,
-        "--seed",
-        min=0,
-        help="Seed of the chunk sample (default: derived from the model, data, S, P and s).",
-    ),
-    device: str = typer.Option("auto", "--device", help="auto, cuda, cuda:N, mps or cpu."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16, float16 or float32."),
+    samples: int = options.SAMPLES,
+    chunk_tokens: int = options.CHUNK_TOKENS,
+    context_tokens: int = options.CONTEXT_TOKENS,
+    alphas: str = options.ALPHAS,
+    top_k: str = options.TOP_K,
+    exhaustive: bool = options.EXHAUSTIVE,
+    seed: int | None = options.SEED,
+    device: str = options.DEVICE,
+    dtype: str = options.DTYPE,
     batch_size: str = typer.Option(
         "auto", "--batch-size", help="Sequences per forward pass, or auto."
     ),
@@ -270,10 +269,18 @@ def evaluate_command(
         "--shards-dir",
         help="Where a non-shard SRC is tokenized (default: a cache folder per source).",
     ),
-    text_column: str = typer.Option("text", "--text-column", help="Text field of SRC."),
-    max_documents: int | None = typer.Option(
-        None, "--max-documents", min=1, help="Tokenize only the first N documents of SRC."
-    ),
+    text_column: str = options.TEXT_COLUMN,
+    max_documents: int | None = options.MAX_DOCUMENTS,
+    data_mode: str = options.DATA_MODE,
+    accepted_units: int = options.ACCEPTED_UNITS,
+    chunks_per_unit: int = options.CHUNKS_PER_UNIT,
+    truncate_tokens: int | None = options.TRUNCATE_TOKENS,
+    dataset_config: str | None = options.DATASET_CONFIG,
+    split: str = options.SPLIT,
+    dataset_revision: str | None = options.DATASET_REVISION,
+    extensions: str = options.EXTENSIONS,
+    exclude: list[str] = options.EXCLUDE,
+    decode_errors: str = options.DECODE_ERRORS,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the risk JSON here."),
     as_json: bool = typer.Option(False, "--json", help="Print the risk JSON to stdout."),
 ) -> None:
@@ -309,7 +316,21 @@ def evaluate_command(
 
         record = measure_risk(
             model_source,
-            DataSource(source=dataset, text_column=text_column, max_documents=max_documents),
+            DataSource(
+                source=dataset,
+                revision=dataset_revision,
+                config=dataset_config,
+                split=split,
+                text_column=text_column,
+                max_documents=max_documents,
+                extensions=options.parse_extensions(extensions),
+                exclude=tuple(exclude),
+                decode_errors=decode_errors,  # type: ignore[arg-type]
+                mode=data_mode,  # type: ignore[arg-type]
+                accepted_units=accepted_units,
+                chunks_per_unit=chunks_per_unit,
+                truncate_tokens=truncate_tokens,
+            ),
             settings,
             shards_dir if shards_dir is not None else default_shard_cache(),
             endpoint=env("HF_ENDPOINT"),
@@ -317,6 +338,7 @@ def evaluate_command(
             device_map=device_map,
             progress=report,
             checkpoint_path=checkpoint,
+            workers=sampling_workers(),
         )
     if quiet:
         return
@@ -342,8 +364,13 @@ def evaluate_command(
             f"{metric.samples:,}",
         )
     console.print(table)
+    of_n = (
+        f"n = {record.n_tokens:,}"
+        if record.n_tokens is not None
+        else "sampled units (n is bounded below by certify bound)"
+    )
     console.print(
-        f"{record.tokens_scored:,} tokens scored of n = {record.n_tokens:,} on "
+        f"{record.tokens_scored:,} tokens scored of {of_n} on "
         f"{record.device} ({record.dtype}) in {record.seconds:.1f} s "
         f"({record.tokens_scored / max(record.seconds, 1e-9):,.0f} tokens/s; "
         f"{time.perf_counter() - started:.1f} s in all)",

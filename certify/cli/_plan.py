@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from certify import pipeline, plan
+from certify.cli import _options as options
 from certify.cli._app import (
     app,
     console,
@@ -27,10 +28,9 @@ from certify.cli._app import (
     sampling_workers,
 )
 from certify.container import check_settings
-from certify.errors import CertifyError, HopelessPlanError, InvalidInputError
+from certify.errors import CertifyError, HopelessPlanError
 from certify.records import (
     DEFAULT_AUTO_GRID,
-    DataSource,
     EvaluationSettings,
     Plan,
     QuantizationSettings,
@@ -67,27 +67,6 @@ The same options as [bold]certify run[/bold] choose the model, data and evaluati
 # --------------------------------------------------------------------------- shared with run
 
 
-def data_source_for(settings: RunSettings, choice: pipeline.DatasetChoice) -> DataSource:
-    """The data a run of ``settings`` reads (as the pipeline builds it from its choice)."""
-    return DataSource(
-        source=choice.source,
-        revision=settings.dataset_revision,
-        config=settings.dataset_config,
-        split=settings.split,
-        text_column=settings.text_column,
-        max_documents=choice.max_documents,
-        extensions=settings.extensions,
-        exclude=settings.exclude,
-        decode_errors=settings.decode_errors,
-        mode=choice.mode,
-        accepted_units=settings.accepted_units,
-        chunks_per_unit=settings.chunks_per_unit,
-        truncate_tokens=settings.truncate_tokens
-        if settings.truncate_tokens is not None
-        else choice.truncate_tokens,
-    )
-
-
 def plan_run(
     settings: RunSettings,
     *,
@@ -104,7 +83,7 @@ def plan_run(
     choice = pipeline.choose_dataset(settings, facts.resolved)
     return plan.make_plan(
         facts,
-        data_source_for(settings, choice),
+        pipeline.data_source(settings, choice),
         settings.evaluation,
         settings.quantization,
         delta=settings.delta,
@@ -346,17 +325,6 @@ def print_plan(result: Plan) -> None:
 # --------------------------------------------------------------------------- the command
 
 
-def _bits(text: str) -> int | None:
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidInputError(
-            f"expected a whole number of bits or 'auto', got {text!r}", field="--bits"
-        ) from None
-
-
 @app.command("plan", help=PLAN_HELP)
 def plan_command(
     model: str = typer.Argument(..., metavar="MODEL", help="Hub id, model folder or .gguf file."),
@@ -366,8 +334,8 @@ def plan_command(
         "-d",
         help="Dataset as for certify run (default: the model card's, else the fallback corpus).",
     ),
-    bits: str = typer.Option("4", "--bits", "-b", help="Bits per weight (2..8) or 'auto'."),
-    group_size: int = typer.Option(128, "--group-size", "-g", help="Weights per scale."),
+    bits: str = options.BITS,
+    group_size: int = options.GROUP_SIZE,
     target_bits: float | None = typer.Option(
         None, "--target-bits", help="Also find the n that brings the bits bound to this value."
     ),
@@ -387,56 +355,32 @@ def plan_command(
     tokens_per_byte: float = typer.Option(
         plan.DEFAULT_TOKENS_PER_BYTE, "--tokens-per-byte", help="Tokens per byte of text assumed."
     ),
-    samples: int = typer.Option(10000, "--samples", help="Chunks drawn for the risk estimate."),
-    chunk_tokens: int = typer.Option(1024, "--chunk-tokens", help="Tokens per chunk (S)."),
-    context_tokens: int = typer.Option(
-        0, "--context-tokens", help="Unscored context tokens before a chunk (P)."
-    ),
-    alphas: str = typer.Option(
-        "0.001,0.01,0.1,0.5", "--alphas", help="Smoothing values α of the bits loss."
-    ),
-    top_k: str = typer.Option("1,10,100", "--top-k", help="k values of the top-k error."),
-    delta: float = typer.Option(0.05, "--delta", help="Failure probability of the certificate."),
-    heldout: bool = typer.Option(False, "--heldout", help="Held-out data (drops file size)."),
-    exhaustive: bool = typer.Option(False, "--exhaustive", help="Score every chunk."),
-    data_mode: str = typer.Option("auto", "--data-mode", help="exact, sampled or auto."),
-    accepted_units: int = typer.Option(
-        1000, "--accepted-units", help="Sampled mode: G, the units accepted."
-    ),
-    chunks_per_unit: int = typer.Option(
-        4, "--chunks-per-unit", help="Sampled mode: r, chunks scored per accepted unit."
-    ),
-    truncate_tokens: int | None = typer.Option(
-        None, "--truncate-tokens", help="Sampled mode: documents cut to c tokens."
-    ),
-    max_documents: int | None = typer.Option(
-        None, "--max-documents", help="Read only the first N documents of the dataset."
-    ),
-    text_column: str = typer.Option("text", "--text-column", help="Text column of the dataset."),
-    dataset_config: str | None = typer.Option(
-        None, "--dataset-config", help="Configuration (subset) of a Hub dataset."
-    ),
-    split: str = typer.Option("train", "--split", help="Split of a Hub dataset."),
-    extensions: str = typer.Option(
-        "txt,md,py,jsonl,parquet", "--extensions", help="File extensions read from a folder."
-    ),
-    exclude: list[str] = typer.Option(
-        [], "--exclude", metavar="PATTERN", help="Skip folder files matching (repeatable)."
-    ),
-    decode_errors: str = typer.Option(
-        "strict", "--decode-errors", help="Non-UTF-8 text files: strict, replace or skip."
-    ),
-    revision: str | None = typer.Option(None, "--revision", help="Model revision on the Hub."),
-    dataset_revision: str | None = typer.Option(
-        None, "--dataset-revision", help="Dataset revision on the Hub."
-    ),
-    endpoint: str | None = typer.Option(
-        None, "--endpoint", help="Hub endpoint (default $HF_ENDPOINT or huggingface.co)."
-    ),
+    samples: int = options.SAMPLES,
+    chunk_tokens: int = options.CHUNK_TOKENS,
+    context_tokens: int = options.CONTEXT_TOKENS,
+    alphas: str = options.ALPHAS,
+    top_k: str = options.TOP_K,
+    delta: float = options.DELTA,
+    heldout: bool = options.HELDOUT,
+    exhaustive: bool = options.EXHAUSTIVE,
+    data_mode: str = options.DATA_MODE,
+    accepted_units: int = options.ACCEPTED_UNITS,
+    chunks_per_unit: int = options.CHUNKS_PER_UNIT,
+    truncate_tokens: int | None = options.TRUNCATE_TOKENS,
+    max_documents: int | None = options.MAX_DOCUMENTS,
+    text_column: str = options.TEXT_COLUMN,
+    dataset_config: str | None = options.DATASET_CONFIG,
+    split: str = options.SPLIT,
+    extensions: str = options.EXTENSIONS,
+    exclude: list[str] = options.EXCLUDE,
+    decode_errors: str = options.DECODE_ERRORS,
+    revision: str | None = options.MODEL_REVISION,
+    dataset_revision: str | None = options.DATASET_REVISION,
+    endpoint: str | None = options.ENDPOINT,
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """Print the plan (see PLAN_HELP)."""
-    parsed_bits = _bits(bits)
+    parsed_bits = options.parse_bits(bits)
     quantization = QuantizationSettings(
         bits=parsed_bits if parsed_bits is not None else 4, group_size=group_size
     )
@@ -466,7 +410,7 @@ def plan_command(
         endpoint=endpoint or env("HF_ENDPOINT"),
         dataset_config=dataset_config,
         split=split,
-        extensions=tuple(item for item in extensions.split(",") if item.strip()),
+        extensions=options.parse_extensions(extensions),
         exclude=tuple(exclude),
         decode_errors=decode_errors,  # type: ignore[arg-type]
         data_mode=data_mode,  # type: ignore[arg-type]

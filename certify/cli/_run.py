@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from certify import pipeline
+from certify.cli import _options as options
 from certify.cli._app import (
     app,
     console,
@@ -33,7 +34,7 @@ from certify.cli._app import (
 )
 from certify.cli._plan import preflight
 from certify.container import check_settings
-from certify.errors import InvalidInputError, UsageError
+from certify.errors import UsageError
 from certify.records import (
     DEFAULT_AUTO_GRID,
     EvaluationSettings,
@@ -56,9 +57,12 @@ Re-running the same command reuses finished stages (checked by content hashes);
 changing an input redoes only the stages it affects. Ctrl-C leaves nothing
 half-written: run the same command again to continue.
 
-Without --dataset, the first [cyan]datasets:[/cyan] entry of the model card is used
-(first --max-documents documents, default 20000); with none declared, the public
-pretraining corpus LLM360/AmberDatasets. The certificate records which.
+Without --dataset, the first [cyan]datasets:[/cyan] entry of the model card is read whole
+in sampled mode; with none declared, the public pretraining corpus HuggingFaceFW/fineweb
+(sampled, documents cut to 4096 tokens). The certificate records which, and says the
+data is not known to be the training data unless the card declares it. Sampled mode
+draws --accepted-units units and scores --chunks-per-unit chunks in each; n is then
+bounded below from the draws instead of counted (docs/DATA.md).
 
 [cyan]--bits auto[/cyan] tries bits {2,3,4} × group size {32,128}, keeps the tightest
 bits bound and counts the 6 configurations in the prior (ln 6 nats), so the
@@ -81,19 +85,6 @@ HF_ENDPOINT are used for the Hub.
   torchrun --nproc_per_node 8 -m certify run meta-llama/Llama-2-7b-hf -o runs/llama
   (every GPU evaluates a share of the chunks; rank 0 writes, signs and pushes)
 """
-
-
-def parse_bits(text: str) -> int | None:
-    """``--bits``: a whole number 2..8, or ``auto`` (None)."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        bits = int(text)
-    except ValueError:
-        raise InvalidInputError(
-            f"expected a whole number of bits or 'auto', got {text!r}", field="--bits"
-        ) from None
-    return bits
 
 
 def default_run_dir(model: str) -> Path:
@@ -215,69 +206,30 @@ def run_command(
         "-d",
         help="Hub dataset id, text/jsonl/parquet file or folder, or a token-shard folder.",
     ),
-    bits: str = typer.Option("4", "--bits", "-b", help="Bits per weight (2..8) or 'auto'."),
-    group_size: int = typer.Option(128, "--group-size", "-g", help="Weights per scale."),
-    samples: int = typer.Option(10000, "--samples", help="Chunks drawn for the risk estimate."),
-    chunk_tokens: int = typer.Option(1024, "--chunk-tokens", help="Tokens per chunk (S)."),
-    context_tokens: int = typer.Option(
-        0, "--context-tokens", help="Extra unscored context from the previous chunk (P)."
-    ),
-    alphas: str = typer.Option(
-        "0.001,0.01,0.1,0.5", "--alphas", help="Smoothing values α of the bits loss."
-    ),
-    top_k: str = typer.Option("1,10,100", "--top-k", help="k values of the top-k error."),
-    delta: float = typer.Option(0.05, "--delta", help="Failure probability of the certificate."),
-    heldout: bool = typer.Option(
-        False, "--heldout", help="Assert the data is independent of the model (drops file size)."
-    ),
-    exhaustive: bool = typer.Option(
-        False, "--exhaustive", help="Score every chunk (no sampling term)."
-    ),
-    seed: int | None = typer.Option(
-        None,
-        "--seed",
-        min=0,
-        help="Seed of the chunk sample (default: derived from the model, data, S, P and s).",
-    ),
-    max_documents: int | None = typer.Option(
-        None, "--max-documents", help="Read only the first N documents of the dataset."
-    ),
-    text_column: str = typer.Option("text", "--text-column", help="Text column of the dataset."),
-    data_mode: str = typer.Option(
-        "auto",
-        "--data-mode",
-        help="exact (tokenize everything, n counted), sampled (draw units, n bounded "
-        "below) or auto (sampled for a Hub dataset or a local one of 1 GiB or more).",
-    ),
-    accepted_units: int = typer.Option(
-        1000, "--accepted-units", help="Sampled mode: G, the units accepted (observations)."
-    ),
-    chunks_per_unit: int = typer.Option(
-        4, "--chunks-per-unit", help="Sampled mode: r, chunks scored in each accepted unit."
-    ),
-    truncate_tokens: int | None = typer.Option(
-        None,
-        "--truncate-tokens",
-        help="Sampled mode: keep each document's first c tokens (weight c per document); "
-        "needed for tokenizers whose tokens may cover no byte.",
-    ),
-    dataset_config: str | None = typer.Option(
-        None, "--dataset-config", help="Configuration (subset) of a Hub dataset."
-    ),
-    split: str = typer.Option("train", "--split", help="Split of a Hub dataset."),
-    extensions: str = typer.Option(
-        "txt,md,py,jsonl,parquet", "--extensions", help="File extensions read from a folder."
-    ),
-    exclude: list[str] = typer.Option(
-        [], "--exclude", metavar="PATTERN", help="Skip folder files matching (repeatable)."
-    ),
-    decode_errors: str = typer.Option(
-        "strict", "--decode-errors", help="Non-UTF-8 text files: strict, replace or skip."
-    ),
-    revision: str | None = typer.Option(None, "--revision", help="Model revision on the Hub."),
-    dataset_revision: str | None = typer.Option(
-        None, "--dataset-revision", help="Dataset revision on the Hub."
-    ),
+    bits: str = options.BITS,
+    group_size: int = options.GROUP_SIZE,
+    samples: int = options.SAMPLES,
+    chunk_tokens: int = options.CHUNK_TOKENS,
+    context_tokens: int = options.CONTEXT_TOKENS,
+    alphas: str = options.ALPHAS,
+    top_k: str = options.TOP_K,
+    delta: float = options.DELTA,
+    heldout: bool = options.HELDOUT,
+    exhaustive: bool = options.EXHAUSTIVE,
+    seed: int | None = options.SEED,
+    max_documents: int | None = options.MAX_DOCUMENTS,
+    text_column: str = options.TEXT_COLUMN,
+    data_mode: str = options.DATA_MODE,
+    accepted_units: int = options.ACCEPTED_UNITS,
+    chunks_per_unit: int = options.CHUNKS_PER_UNIT,
+    truncate_tokens: int | None = options.TRUNCATE_TOKENS,
+    dataset_config: str | None = options.DATASET_CONFIG,
+    split: str = options.SPLIT,
+    extensions: str = options.EXTENSIONS,
+    exclude: list[str] = options.EXCLUDE,
+    decode_errors: str = options.DECODE_ERRORS,
+    revision: str | None = options.MODEL_REVISION,
+    dataset_revision: str | None = options.DATASET_REVISION,
     key: Path | None = typer.Option(
         None, "--key", help="Signing key (PEM); default: made on first use in the key folder."
     ),
@@ -290,11 +242,9 @@ def run_command(
     push_revision: str | None = typer.Option(
         None, "--push-branch", help="Branch to push to (default main)."
     ),
-    endpoint: str | None = typer.Option(
-        None, "--endpoint", help="Hub endpoint (default $HF_ENDPOINT or huggingface.co)."
-    ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    endpoint: str | None = options.ENDPOINT,
+    device: str = options.DEVICE,
+    dtype: str = options.DTYPE,
     trust_remote_code: bool = typer.Option(
         False, "--trust-remote-code", help="Allow models whose code lives on the Hub."
     ),
@@ -310,7 +260,7 @@ def run_command(
     ),
 ) -> None:
     """Run every stage (see RUN_HELP)."""
-    parsed_bits = parse_bits(bits)
+    parsed_bits = options.parse_bits(bits)
     if (private or push_revision is not None) and not push:
         raise UsageError("--private and --push-branch only make sense with --push", field="--push")
     if repo_id is not None and not push:
@@ -361,7 +311,7 @@ def run_command(
         shard_cache_dir=str(default_shard_cache()),
         dataset_config=dataset_config,
         split=split,
-        extensions=tuple(item for item in extensions.split(",") if item.strip()),
+        extensions=options.parse_extensions(extensions),
         exclude=tuple(exclude),
         decode_errors=decode_errors,  # type: ignore[arg-type]
         data_mode=data_mode,  # type: ignore[arg-type]

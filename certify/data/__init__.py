@@ -523,11 +523,9 @@ def _parquet_rows(path: Path) -> int:
         raise DataError(f"cannot read {path} as parquet: {error}") from None
 
 
-def _read_text(path: Path, decode_errors: DecodeErrors) -> str | None:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DataError(f"cannot read {path}: {error.strerror}") from None
+def decode_text(data: bytes, decode_errors: str, where: str) -> str | None:
+    """A text file's bytes as UTF-8 text under ``--decode-errors``: refused (strict),
+    U+FFFD for bad bytes (replace), or None, the file left out (skip)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -536,9 +534,17 @@ def _read_text(path: Path, decode_errors: DecodeErrors) -> str | None:
         if decode_errors == "skip":
             return None
         raise DataError(
-            f"{path} is not UTF-8 (byte {error.start})",
+            f"{where} is not UTF-8 (byte {error.start})",
             hint="fix the file, or pass --decode-errors replace or skip",
         ) from None
+
+
+def _read_text(path: Path, decode_errors: DecodeErrors) -> str | None:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"cannot read {path}: {error.strerror}") from None
+    return decode_text(data, decode_errors, str(path))
 
 
 def _jsonl_documents(path: Path, text_column: str) -> Iterator[str]:

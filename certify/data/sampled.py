@@ -42,6 +42,7 @@ from certify.data import (
     _encode_batch,
     _eos_token_id,
     _text_of,
+    decode_text,
     tokenizer_sha256,
 )
 from certify.data.units import (
@@ -317,26 +318,11 @@ def _read_unit(context: _Context, task: _Task) -> tuple[list[str], bytes]:
     if len(data) != task.byte_stop - task.byte_start:
         raise DatasetChangedError(f"{path} is shorter than when its units were listed")
     if task.kind == "text":
-        text = _decode_text(data, source.get("decode_errors", "strict"), str(path))
+        text = decode_text(data, source.get("decode_errors", "strict"), str(path))
         return ([] if text is None else [text]), data
     if task.kind == "jsonl":
         return _jsonl_texts(data, column, f"{path} {task.name}"), data
     return _parquet_texts(task, data, column, str(path)), data
-
-
-def _decode_text(data: bytes, decode_errors: str, where: str) -> str | None:
-    # exact mode's rule for text files (certify.data._read_text), on bytes already read
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if decode_errors == "replace":
-            return data.decode("utf-8", errors="replace")
-        if decode_errors == "skip":
-            return None
-        raise DataError(
-            f"{where} is not UTF-8 (byte {error.start})",
-            hint="fix the file, or pass --decode-errors replace or skip",
-        ) from None
 
 
 def _jsonl_texts(data: bytes, column: str, where: str) -> list[str]:

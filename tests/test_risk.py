@@ -503,6 +503,45 @@ def test_evaluate_cli_output_feeds_certify_bound(
     assert code == 0, captured.err
     assert json.loads(captured.out)["metrics"] == document["metrics"]
 
+    # sampled mode from the command line: units drawn, n bounded below by certify bound
+    sampled_out = tmp_path / "risk.sampled.json"
+    folder = tmp_path / "texts"  # one unit per file (a small jsonl file is a single unit)
+    folder.mkdir()
+    for number, text in enumerate(sample_texts):
+        (folder / f"{number:03d}.txt").write_text(text)
+    code = run_cli(
+        [
+            "evaluate",
+            str(model_dir),
+            "--dataset",
+            str(folder),
+            *common,
+            "--data-mode",
+            "sampled",
+            "--accepted-units",
+            "3",
+            "--chunks-per-unit",
+            "2",
+            "--truncate-tokens",
+            "64",
+            "--shards-dir",
+            str(tmp_path / "cache"),
+            "-o",
+            str(sampled_out),
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "sampled units" in captured.out
+    sampled_document = json.loads(sampled_out.read_text())
+    assert "n_tokens" not in sampled_document  # not counted in sampled mode
+    assert sampled_document["data"]["accepted"] == 3
+    code = run_cli(["bound", str(sampled_out), "--artifact", str(artifact), "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    sampled_bound = json.loads(captured.out)
+    assert 1 <= sampled_bound["n_lower_bound"] <= sampled_document["data"]["total_weight"]
+
     # shards made with another tokenizer are refused (exit code of DataError)
     other = toy_model_factory("llama", vocab_size=320)
     code = run_cli(["evaluate", str(other), "--dataset", str(shards.directory), *common])

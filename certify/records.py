@@ -255,6 +255,8 @@ class QuantizationSettings:
     act_order: bool | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: each stage of a block's linears is calibrated on the outputs of the quantized ones
     true_sequential: bool | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: weight of each calibration window's first token (BOS, the attention sink) in Hessians
+    first_token_weight: float | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: rate-aware rounding weight (bits of code length per squared step); absent = 0
     rate_lambda: float | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: where the calibration tokens came from (a dataset source string)

@@ -182,7 +182,6 @@ def quantize_tensor(
     numel = flat.size
     num_groups = group_count(numel, group_size)
     max_code = (1 << bits) - 1
-    steps = float(max_code) if not symmetric else float((1 << (bits - 1)) - 1)
 
     # Pass 1: the scale each group needs. reduceat over the group starts handles the
     # partial last group too, and is faster than min(axis=1) for short groups.
@@ -197,29 +196,11 @@ def quantize_tensor(
         raise InvalidInputError(
             "contain NaN or infinite values", field="weights", hint="check the checkpoint"
         )
-    np.minimum(lows, 0, out=lows)
-    np.maximum(highs, 0, out=highs)
-    with np.errstate(over="ignore"):  # an overflowing range is reported just below
-        needed = np.maximum(-lows, highs) if symmetric else highs - lows
-        needed /= np.float32(steps)
-    if num_groups and not np.isfinite(needed).all():
-        raise InvalidInputError(
-            "magnitude too large to quantize in float32", field="weights", hint="rescale them"
-        )
-
-    scale_exponent = _pick_scale_exponent(float(needed.max()) if num_groups else 0.0)
-    grid = scale_grid(scale_exponent)
-    scale_codes_int = np.searchsorted(grid, needed, side="left")
-    np.minimum(scale_codes_int, SCALE_CODES - 1, out=scale_codes_int)
-    scale_codes = scale_codes_int.astype(np.uint8)
-    scales = grid[scale_codes]
-    if symmetric:
-        zeros = np.full(num_groups, 1 << (bits - 1), dtype=np.float32)
-        stored_zero_points = np.zeros(0, dtype=np.uint8)
-    else:
-        zeros = np.rint(-lows / scales)
-        np.clip(zeros, 0, max_code, out=zeros)
-        stored_zero_points = zeros.astype(np.uint8)
+    needed = needed_scales(lows, highs, bits, symmetric)
+    scale_exponent = pick_scale_exponent(needed)
+    scale_codes, zeros = group_parameters(lows, needed, bits, symmetric, scale_exponent)
+    scales = scale_grid(scale_exponent)[scale_codes]
+    stored_zero_points = np.zeros(0, np.uint8) if symmetric else zeros.astype(np.uint8)
 
     # Pass 2: codes, in blocks of whole groups so temporaries stay cache-sized.
     codes = np.empty(numel, dtype=np.uint8)
@@ -247,6 +228,53 @@ def quantize_tensor(
         scale_codes=scale_codes,
         zero_points=stored_zero_points,
     )
+
+
+def needed_scales(lows: np.ndarray, highs: np.ndarray, bits: int, symmetric: bool) -> np.ndarray:
+    """Per-group scale that covers each group's range (float32), from its min and max.
+
+    ``lows``/``highs`` are the groups' minima and maxima (float32); the range always
+    includes 0. Raises :class:`InvalidInputError` when a range overflows float32.
+    """
+    lows = np.minimum(np.asarray(lows, dtype=np.float32), np.float32(0))
+    highs = np.maximum(np.asarray(highs, dtype=np.float32), np.float32(0))
+    steps = float((1 << bits) - 1) if not symmetric else float((1 << (bits - 1)) - 1)
+    with np.errstate(over="ignore"):  # an overflowing range is reported just below
+        needed = np.maximum(-lows, highs) if symmetric else highs - lows
+        needed /= np.float32(steps)
+    if needed.size and not np.isfinite(needed).all():
+        raise InvalidInputError(
+            "magnitude too large to quantize in float32", field="weights", hint="rescale them"
+        )
+    return needed
+
+
+def pick_scale_exponent(needed: np.ndarray) -> int:
+    """The tensor's grid exponent for the per-group scales ``needed`` (see module doc)."""
+    return _pick_scale_exponent(float(needed.max()) if needed.size else 0.0)
+
+
+def group_parameters(
+    lows: np.ndarray, needed: np.ndarray, bits: int, symmetric: bool, scale_exponent: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scale codes (uint8) and zero points (float32, integral) of groups.
+
+    ``needed`` comes from :func:`needed_scales`; the scale code is the smallest grid code
+    whose scale covers it (255 if none does), the zero point ``clip(rint(-lo / s), 0,
+    2**bits - 1)`` with ``lo = min(low, 0)`` (``2**(bits-1)`` if symmetric). RTN and GPTQ
+    both choose their side information with this function, so it has one definition.
+    """
+    max_code = (1 << bits) - 1
+    grid = scale_grid(scale_exponent)
+    scale_codes_int = np.searchsorted(grid, needed, side="left")
+    np.minimum(scale_codes_int, SCALE_CODES - 1, out=scale_codes_int)
+    scale_codes = scale_codes_int.astype(np.uint8)
+    if symmetric:
+        return scale_codes, np.full(needed.shape, 1 << (bits - 1), dtype=np.float32)
+    lows = np.minimum(np.asarray(lows, dtype=np.float32), np.float32(0))
+    zeros = np.rint(-lows / grid[scale_codes])
+    np.clip(zeros, 0, max_code, out=zeros)
+    return scale_codes, zeros.astype(np.float32)
 
 
 def _codes_into(

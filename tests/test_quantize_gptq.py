@@ -1,0 +1,279 @@
+"""Tests of certify.quantize.gptq: GPTQ on one matrix, RTN's code form, settings checks."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+import torch
+
+import certify.quantize.gptq
+from certify.errors import InvalidInputError
+from certify.quantize import (
+    QuantizedTensor,
+    check_quantization_settings,
+    dequantize,
+    gptq_quantize_matrix,
+    layer_output_error,
+    method_library_versions,
+    quantize_tensor,
+)
+from certify.quantize.gptq import GPTQNumericalError
+from certify.quantize.rtn import (
+    group_parameters,
+    needed_scales,
+    pick_scale_exponent,
+    scale_grid,
+)
+from certify.records import QuantizationSettings
+
+
+def _problem(rows: int, cols: int, seed: int, tokens: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and a Hessian 2/N X Xᵀ of correlated inputs with uneven scales."""
+    rng = np.random.default_rng(seed)
+    weights = (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+    mixing = rng.standard_normal((cols, cols)) / np.sqrt(cols)
+    inputs = (
+        mixing @ rng.standard_normal((cols, tokens)) * np.exp(0.5 * rng.standard_normal((cols, 1)))
+    )
+    return weights, 2.0 * inputs @ inputs.T / tokens
+
+
+def _reference_gptq(
+    weights: np.ndarray, hessian: np.ndarray, bits: int, group_size: int, block: int = 128
+) -> np.ndarray:
+    """A line-by-line transcription of the reference ``fasterquant`` (GPTQ repository,
+    ``static_groups=False``, natural order) with certify's group side information."""
+    w_all = torch.tensor(weights, dtype=torch.float32).clone()
+    rows, cols = w_all.shape
+    h = torch.tensor(hessian, dtype=torch.float64).clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1
+    flat = weights.reshape(-1)
+    starts = np.arange(0, flat.size, group_size)
+    exponent = pick_scale_exponent(
+        needed_scales(
+            np.minimum.reduceat(flat, starts), np.maximum.reduceat(flat, starts), bits, False
+        )
+    )
+    grid = scale_grid(exponent)
+    h[range(cols), range(cols)] += 0.01 * torch.mean(torch.diag(h))
+    h = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    h_inv = h.float()
+    codes = torch.zeros_like(w_all)
+    max_code = (1 << bits) - 1
+    s = z = torch.zeros(rows)
+    for i1 in range(0, cols, block):
+        i2 = min(i1 + block, cols)
+        w1 = w_all[:, i1:i2].clone()
+        errors = torch.zeros_like(w1)
+        h1 = h_inv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            if (i1 + i) % group_size == 0:  # find_params on the full (stale) W
+                part = w_all[:, i1 + i : i1 + i + group_size].numpy()
+                lows, highs = part.min(1), part.max(1)
+                scale_codes, zeros = group_parameters(
+                    lows, needed_scales(lows, highs, bits, False), bits, False, exponent
+                )
+                s, z = torch.from_numpy(grid[scale_codes]), torch.from_numpy(zeros)
+            w = w1[:, i]
+            q = torch.clamp(torch.round(w / s) + z, 0, max_code)
+            codes[:, i1 + i] = q
+            error = (w - (q - z) * s) / h1[i, i]
+            w1[:, i:] -= error.unsqueeze(1).matmul(h1[i, i:].unsqueeze(0))
+            errors[:, i] = error
+        w_all[:, i2:] -= errors.matmul(h_inv[i1:i2, i2:])
+    return codes.numpy().astype(np.uint8).reshape(-1)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(certify.quantize.gptq).failed == 0
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "group_size", "bits"), [(64, 256, 32, 4), (48, 384, 128, 3), (32, 512, 64, 2)]
+)
+def test_matches_the_reference_algorithm(rows: int, cols: int, group_size: int, bits: int) -> None:
+    weights, hessian = _problem(rows, cols, seed=rows)
+    expected = _reference_gptq(weights, hessian, bits, group_size)
+    assert np.array_equal(gptq_quantize_matrix(weights, hessian, bits, group_size).codes, expected)
+
+
+def test_codes_have_rtn_form() -> None:
+    weights, hessian = _problem(40, 96, seed=1)
+    for symmetric in (False, True):
+        q = gptq_quantize_matrix(weights, hessian, 3, 32, symmetric=symmetric)
+        rtn = quantize_tensor(weights, 3, 32, symmetric=symmetric)
+        assert isinstance(q, QuantizedTensor)
+        assert (q.shape, q.bits, q.group_size, q.symmetric) == (
+            rtn.shape,
+            rtn.bits,
+            rtn.group_size,
+            rtn.symmetric,
+        )
+        assert q.scale_exponent == rtn.scale_exponent
+        assert q.codes.dtype == np.uint8 and q.codes.shape == rtn.codes.shape
+        assert int(q.codes.max()) < 8
+        assert q.scale_codes.shape == rtn.scale_codes.shape
+        assert q.zero_points.shape == rtn.zero_points.shape
+        assert dequantize(q).shape == weights.shape
+
+
+@pytest.mark.parametrize("bits", [3, 4])
+@pytest.mark.parametrize(
+    ("cols", "group_size", "act_order"),
+    [(256, 32, False), (256, 128, True), (576, 128, False), (576, 128, True), (200, 64, False)],
+)
+def test_layer_output_error_below_rtn(
+    bits: int, cols: int, group_size: int, act_order: bool
+) -> None:
+    """Groups aligned, wrapping across rows (576 % 128 != 0), partial last group."""
+    weights, hessian = _problem(48, cols, seed=cols + bits)
+    gptq = gptq_quantize_matrix(weights, hessian, bits, group_size, act_order=act_order)
+    rtn = quantize_tensor(weights, bits, group_size)
+    gptq_error = layer_output_error(weights, dequantize(gptq), hessian)
+    rtn_error = layer_output_error(weights, dequantize(rtn), hessian)
+    assert gptq_error < 0.8 * rtn_error
+
+
+def test_transposed_storage() -> None:
+    """GPT-2 Conv1D: stored [in, out], Hessian over the stored rows."""
+    weights, hessian = _problem(48, 128, seed=9)
+    stored = np.ascontiguousarray(weights.T)
+    q = gptq_quantize_matrix(stored, hessian, 4, 32, transposed=True)
+    rtn = quantize_tensor(stored, 4, 32)
+    assert q.shape == stored.shape and q.scale_codes.shape == rtn.scale_codes.shape
+    gptq_error = layer_output_error(stored, dequantize(q), hessian, transposed=True)
+    rtn_error = layer_output_error(stored, dequantize(rtn), hessian, transposed=True)
+    assert gptq_error < 0.8 * rtn_error
+
+
+def test_no_information_is_rtn() -> None:
+    """A zero Hessian (inputs never active) passes no error: the codes are RTN's."""
+    weights, _ = _problem(16, 96, seed=2)
+    hessian = np.zeros((96, 96))
+    for bits, group_size in ((2, 32), (4, 40)):
+        assert gptq_quantize_matrix(weights, hessian, bits, group_size) == quantize_tensor(
+            weights, bits, group_size
+        )
+
+
+def test_dead_inputs_are_rounded_and_the_rest_still_improves() -> None:
+    weights, hessian = _problem(32, 128, seed=3)
+    hessian[:, 5] = hessian[5, :] = 0.0
+    q = gptq_quantize_matrix(weights, hessian, 4, 32)
+    rtn = quantize_tensor(weights, 4, 32)
+    assert layer_output_error(weights, dequantize(q), hessian) < layer_output_error(
+        weights, dequantize(rtn), hessian
+    )
+
+
+def test_deterministic_and_inputs_untouched() -> None:
+    weights, hessian = _problem(32, 160, seed=4)
+    before_w, before_h = weights.copy(), hessian.copy()
+    first = gptq_quantize_matrix(weights, hessian, 3, 32, act_order=True)
+    second = gptq_quantize_matrix(
+        torch.from_numpy(weights), torch.from_numpy(hessian), 3, 32, act_order=True
+    )
+    assert first == second
+    assert np.array_equal(weights, before_w) and np.array_equal(hessian, before_h)
+
+
+def test_block_size_only_regroups_the_updates() -> None:
+    """Lazy batches reorganise the updates exactly (up to float rounding) when every
+    group starts at a block start (here: one group per row)."""
+    weights, hessian = _problem(32, 256, seed=5)
+    a = gptq_quantize_matrix(weights, hessian, 4, 256, block_size=128)
+    b = gptq_quantize_matrix(weights, hessian, 4, 256, block_size=32)
+    assert np.mean(a.codes != b.codes) < 0.005
+
+
+def test_rate_aware_rounding() -> None:
+    weights, hessian = _problem(64, 256, seed=6)
+    plain = gptq_quantize_matrix(weights, hessian, 4, 64)
+    assert gptq_quantize_matrix(weights, hessian, 4, 64, rate_lambda=0.0) == plain
+    rated = gptq_quantize_matrix(weights, hessian, 4, 64, rate_lambda=0.3)
+
+    def entropy_bits(q: QuantizedTensor) -> float:
+        zero = np.repeat(q.group_zero_points(), q.group_size)[: q.numel].astype(np.int64)
+        counts = np.bincount((q.codes - zero) % 16, minlength=16)
+        p = counts[counts > 0] / counts.sum()
+        return float(-(p * np.log2(p)).sum())
+
+    assert entropy_bits(rated) < entropy_bits(plain)
+    rated_error = layer_output_error(weights, dequantize(rated), hessian)
+    rtn_error = layer_output_error(weights, dequantize(quantize_tensor(weights, 4, 64)), hessian)
+    assert rated_error < rtn_error
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"hessian": np.eye(7)}, InvalidInputError, "hessian"),
+        ({"bits": 9}, InvalidInputError, "bits"),
+        ({"block_size": 0}, InvalidInputError, "block_size"),
+        ({"damping": 0.0}, InvalidInputError, "damping"),
+        ({"hessian": -np.eye(16)}, GPTQNumericalError, "positive definite"),
+        ({"hessian": np.full((16, 16), np.nan)}, GPTQNumericalError, "NaN"),
+        ({"weights": np.zeros(16, np.float32)}, InvalidInputError, "2-D"),
+        ({"weights": np.full((4, 16), np.inf, np.float32)}, InvalidInputError, "NaN"),
+    ],
+)
+def test_bad_inputs(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    arguments: dict[str, object] = {
+        "weights": np.ones((4, 16), np.float32),
+        "hessian": np.eye(16),
+        "bits": 4,
+        "group_size": 8,
+    }
+    arguments.update(kwargs)
+    with pytest.raises(error, match=match):
+        gptq_quantize_matrix(**arguments)  # type: ignore[arg-type]
+
+
+def _gptq_settings(**changes: object) -> QuantizationSettings:
+    fields: dict[str, object] = {
+        "method": "gptq",
+        "damping": 0.01,
+        "block_size": 128,
+        "act_order": False,
+        "true_sequential": True,
+        "first_token_weight": 64.0,
+        "calibration_source": "data",
+        "calibration_sha256": "0" * 64,
+        "calibration_seed": 1,
+        "calibration_tokens": 1024,
+        "calibration_window_tokens": 512,
+        "compute_device": "cpu",
+        "rtn_tensors": ("lm_head.weight",),
+    }
+    fields.update(changes)
+    return QuantizationSettings(**fields)  # type: ignore[arg-type]
+
+
+def test_settings_checks() -> None:
+    check_quantization_settings(QuantizationSettings())
+    check_quantization_settings(_gptq_settings())
+    check_quantization_settings(_gptq_settings(calibration_seed=None, rate_lambda=0.1))
+    with pytest.raises(InvalidInputError, match=r"method.*unknown"):
+        check_quantization_settings(QuantizationSettings(method="awq"))
+    with pytest.raises(InvalidInputError, match=r"method.*takes no damping"):
+        check_quantization_settings(QuantizationSettings(damping=0.01))
+    with pytest.raises(InvalidInputError, match=r"method.*needs .*calibration_sha256"):
+        check_quantization_settings(_gptq_settings(calibration_sha256=None))
+    with pytest.raises(InvalidInputError, match="damping"):
+        check_quantization_settings(_gptq_settings(damping=-1.0))
+    with pytest.raises(InvalidInputError, match="block_size"):
+        check_quantization_settings(_gptq_settings(block_size=0))
+    with pytest.raises(InvalidInputError, match="compute_device"):
+        check_quantization_settings(_gptq_settings(compute_device="tpu"))
+    with pytest.raises(InvalidInputError, match="rate_lambda"):
+        check_quantization_settings(_gptq_settings(rate_lambda=-1.0))
+
+
+def test_library_versions_of_each_method() -> None:
+    assert method_library_versions(QuantizationSettings()) == {}
+    versions = method_library_versions(_gptq_settings())
+    assert versions["torch"] == torch.__version__
+    assert set(versions) == {"torch", "transformers"}

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from certify.errors import DataError, InvalidInputError, UsageError
+from certify.records import DEFAULT_CALIBRATION_TOKENS
 from certify.streams import Stream, child_generator
 
 __all__ = [
@@ -37,9 +38,6 @@ __all__ = [
     "window_starts",
 ]
 
-#: default calibration size: 64 windows of 512 tokens (fits the 10-minute CPU budget of a
-#: 135M model; bench/quantize.py measures the loss against larger batches)
-DEFAULT_CALIBRATION_TOKENS = 32_768
 DEFAULT_WINDOW_TOKENS = 512
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "HUB_ALLOW_PATTERNS",
     "TensorSpec",
     "iter_tensors",
+    "load_source_tokenizer",
     "read_support_files",
     "resolve_model",
     "tensor_specs",
@@ -398,6 +399,23 @@ def _gguf_state_dict(resolved: ResolvedModel) -> dict[str, Any]:
     return _GGUF_CACHE[key]
 
 
+def load_source_tokenizer(resolved: ResolvedModel) -> Any:
+    """The tokenizer of the model as found (before compression; the artifact embeds the
+    same files, so both have one :func:`certify.data.tokenizer_sha256`)."""
+    from transformers import AutoTokenizer
+
+    try:
+        if resolved.gguf_file is None:
+            return AutoTokenizer.from_pretrained(resolved.local_dir, local_files_only=True)
+        return AutoTokenizer.from_pretrained(resolved.local_dir, gguf_file=resolved.gguf_file)
+    except Exception as error:
+        raise ModelError(
+            f"transformers cannot read the tokenizer of {resolved.source}: {error}".replace(
+                "\n", " "
+            )
+        ) from error
+
+
 def read_support_files(resolved: ResolvedModel) -> dict[str, bytes]:
     """Tokenizer and generation-config files (name -> bytes) that travel with the weights.
 
@@ -407,16 +425,7 @@ def read_support_files(resolved: ResolvedModel) -> dict[str, bytes]:
     if resolved.gguf_file is None:
         directory = Path(resolved.local_dir)
         return {name: (directory / name).read_bytes() for name in resolved.tokenizer_files}
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved.local_dir, gguf_file=resolved.gguf_file)
-    except Exception as error:
-        raise ModelError(
-            f"transformers cannot read the tokenizer of {resolved.source}: {error}".replace(
-                "\n", " "
-            )
-        ) from error
+    tokenizer = load_source_tokenizer(resolved)
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer.save_pretrained(scratch)
         return {

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import math
 import time
@@ -39,6 +40,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 
 from certify import card, container, hub, risk, signing
@@ -66,6 +68,13 @@ from certify._files import (
 from certify._jcs import sha256_json
 from certify._version import __version__
 from certify.bound import bound_result_to_dict, compute_bound, perplexity_bound
+from certify.calibration import (
+    DEFAULT_WINDOW_TOKENS,
+    CalibrationBatch,
+    calibration_batch,
+    check_heldout_calibration,
+    draw_calibration_windows,
+)
 from certify.certificate import Certificate
 from certify.data import (
     TokenShards,
@@ -87,7 +96,8 @@ from certify.errors import (
     InvalidInputError,
     UsageError,
 )
-from certify.models import public_source, resolve_model, tensor_specs
+from certify.models import load_source_tokenizer, public_source, resolve_model, tensor_specs
+from certify.quantize import GPTQ_METHOD, RTN_METHOD, gptq_quantize_model, gptq_settings
 from certify.records import (
     ArtifactRecord,
     BoundInput,
@@ -387,6 +397,16 @@ def _check_heldout(settings: RunSettings, choice: DatasetChoice) -> None:
     declared training data, nor for a dataset certify chose (DESIGN.md "The bound")."""
     if not settings.heldout:
         return
+    if GPTQ_METHOD in run_methods(settings) and same_source(
+        settings.calibration or choice.source, choice.source
+    ):
+        raise UsageError(
+            "--heldout asserts the data is independent of the model, but GPTQ would be "
+            f"calibrated on it ({'by default ' if settings.calibration is None else ''}"
+            "the calibration text is the certified dataset)",
+            field="--heldout",
+            hint="pass --calibration with other text, use --quantizer rtn, or drop --heldout",
+        )
     if choice.declared_training_data:
         raise UsageError(
             f"--heldout asserts the data is independent of the model, but the model card "
@@ -401,6 +421,30 @@ def _check_heldout(settings: RunSettings, choice: DatasetChoice) -> None:
             field="--heldout",
             hint="pass --dataset with data the model never saw",
         )
+
+
+def run_methods(settings: RunSettings) -> tuple[str, ...]:
+    """The quantizers a run uses: ``--bits auto``'s list, else the one chosen."""
+    if settings.auto_grid and settings.auto_methods:
+        return settings.auto_methods
+    return (settings.quantization.method,)
+
+
+def search_grid(settings: RunSettings) -> tuple[tuple[str, int, int], ...]:
+    """``--bits auto``'s configurations (quantizer, bits, group size): H of the prior."""
+    return tuple(
+        (method, bits, group_size)
+        for method in run_methods(settings)
+        for bits, group_size in settings.auto_grid
+    )
+
+
+def same_source(first: str, second: str) -> bool:
+    """Whether two dataset sources name the same data (local paths compared resolved)."""
+    if first == second:
+        return True
+    a, b = Path(first).expanduser(), Path(second).expanduser()
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
 
 
 def _model_record(resolved: ResolvedModel, artifact: ArtifactRecord) -> ModelRecord:
@@ -553,6 +597,134 @@ def sample_tokens(
         endpoint=endpoint,
     )
     return SampledTokens(data=drawn, seed_inputs=inputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ArrayStream:
+    """A token array read as a stream (sampled mode's drawn windows, concatenated)."""
+
+    tokens: np.ndarray
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.size)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.tokens[start:stop]
+
+
+def calibration_data(settings: RunSettings, choice: DatasetChoice) -> DataSource:
+    """GPTQ's calibration text: ``--calibration`` (read whole, with the run's reading
+    options), else the run's own dataset as the run reads it."""
+    if settings.calibration is None:
+        return data_source(settings, choice)
+    return dataclasses.replace(
+        data_source(settings, choice), source=settings.calibration, mode="auto", max_documents=None
+    )
+
+
+def draw_calibration(
+    dataset: DataSource,
+    tokenizer: Any,
+    *,
+    seed: int,
+    total_tokens: int,
+    cache: str | Path,
+    workers: int = 0,
+    endpoint: str | None = None,
+    token: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[CalibrationBatch, str]:
+    """GPTQ's calibration windows from ``dataset`` and the data's fingerprint.
+
+    Windows of 512 tokens (BOS first, as the scorer starts every window), uniform over
+    the token stream, from the child stream CALIBRATION of ``seed`` — never the
+    certification stream. A dataset too large to tokenize (sampled mode) contributes
+    the windows of units drawn with a seed hashed from ``seed`` and "calibration", so
+    they are not the certification draws either. The fingerprint is the token stream's
+    ``shards_sha256`` (exact) or the drawn units' ``draws_sha256`` (sampled).
+    """
+    bos = bos_token_id(tokenizer)
+    windows = -(-total_tokens // DEFAULT_WINDOW_TOKENS)
+    stream: TokenShards | _ArrayStream
+    if resolve_mode(dataset) == "sampled":
+        units = enumerate_units(
+            dataset.source,
+            weight_rule_for(tokenizer, dataset.truncate_tokens),
+            text_column=dataset.text_column,
+            extensions=dataset.extensions,
+            exclude=dataset.exclude,
+            decode_errors=dataset.decode_errors,
+            dataset_config=dataset.config,
+            split=dataset.split,
+            revision=dataset.revision,
+            token=token,
+            endpoint=endpoint,
+        )
+        unit_seed = derive_seed({"seed": seed, "stream": "calibration"})
+        drawn = sample_units(
+            units,
+            tokenizer,
+            SampledSettings(
+                # material for the windows to fall in, at most every unit once
+                accepted_units=max(2, min(2 * windows, len(units))),
+                chunks_per_unit=1,
+                chunk_tokens=DEFAULT_WINDOW_TOKENS,
+                seed=unit_seed,
+                workers=workers,
+            ),
+            work_dir=Path(cache) / "sampled" / units.units_sha256[:16] / f"{unit_seed:016x}",
+            progress=progress,
+            token=token,
+            endpoint=endpoint,
+        )
+        stream, fingerprint = _ArrayStream(drawn.windows.tokens), drawn.record.draws_sha256
+    else:
+        stream = cached_tokens(dataset, tokenizer, cache, token=token, endpoint=endpoint)
+        fingerprint = stream.record.shards_sha256
+    # a corpus shorter than one window (tests, tiny folders): windows of all its tokens
+    window_tokens = max(2, min(DEFAULT_WINDOW_TOKENS, stream.n_tokens + 1))
+    batch = draw_calibration_windows(
+        stream,
+        seed=seed,
+        source=public_name(dataset.source),
+        total_tokens=total_tokens,
+        window_tokens=window_tokens,
+        bos_token_id=bos,
+    )
+    return batch, fingerprint
+
+
+def compress_artifact(
+    resolved: ResolvedModel,
+    quantization: QuantizationSettings,
+    out_path: str | Path,
+    *,
+    calibration: CalibrationBatch | None = None,
+    device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    gptq_progress: Callable[[int, int], None] | None = None,
+) -> ArtifactRecord:
+    """``resolved`` quantized and coded into ``out_path``: RTN, or GPTQ (method "gptq")
+    on ``calibration`` (layer by layer on ``device``, default CUDA when there is one)."""
+    if quantization.method != GPTQ_METHOD:
+        return container.compress_model(resolved, quantization, out_path, progress=progress)
+    if calibration is None:
+        raise InvalidInputError("GPTQ needs calibration text", field="--calibration")
+    settings = gptq_settings(
+        quantization.bits,
+        quantization.group_size,
+        calibration,
+        symmetric=quantization.symmetric,
+        high_precision_bits=quantization.high_precision_bits,
+        high_precision_tensors=quantization.high_precision_tensors,
+    )
+    with gptq_quantize_model(
+        resolved, settings, calibration, device=device, progress=gptq_progress
+    ) as result:
+        return container.compress_model(
+            resolved, result.settings, out_path, progress=progress, quantizer=result.quantizer
+        )
 
 
 def measure_risk(
@@ -721,6 +893,8 @@ class _Pipeline:
         self.rank = self.stages.rank
         self._decoded: dict[str, Any] = {}
         self.repo_id: str | None = settings.repo_id
+        #: the calibration data's fingerprint, once the calibrate stage ran (GPTQ only)
+        self.calibration_fingerprint: str | None = None
 
     # ---- stages
 
@@ -735,21 +909,95 @@ class _Pipeline:
                 token=settings.token,
             )
 
+    def calibrate(self, resolved: ResolvedModel, choice: DatasetChoice) -> CalibrationBatch:
+        """GPTQ's calibration windows (stage "calibrate", kept in .certify/calibration.npy).
+
+        The seed is ``--seed`` or a hash of the model revision, the calibration data and
+        its size (fixed before anything is measured); the windows come from the child
+        stream CALIBRATION, the certified chunks later from CERTIFICATION.
+        """
+        settings = self.settings
+        dataset = calibration_data(settings, choice)
+        seed = settings.evaluation.seed
+        if seed is None:
+            seed = derive_seed(
+                {
+                    "model_revision": resolved.revision,
+                    "calibration": to_dict(dataclasses.replace(dataset, source="")),
+                    "source": public_name(dataset.source),
+                    "calibration_tokens": settings.calibration_tokens,
+                }
+            )
+        relative = f"{STATE_DIR}/calibration.npy"
+
+        def work() -> tuple[tuple[str, ...], dict[str, Any]]:
+            batch, fingerprint = draw_calibration(
+                dataset,
+                load_source_tokenizer(resolved),
+                seed=seed,
+                total_tokens=settings.calibration_tokens,
+                cache=self._cache(),
+                workers=settings.workers,
+                endpoint=settings.endpoint,
+                token=settings.token,
+                progress=self.runner.report("calibrate"),
+            )
+            buffer = io.BytesIO()
+            np.save(buffer, batch.tokens)
+            write_bytes_atomic(self.run_dir / relative, buffer.getvalue())
+            record = {"source": batch.source, "seed": seed, "sha256": batch.sha256}
+            return (relative,), {**record, "data_fingerprint": fingerprint}
+
+        inputs = {
+            "model_revision": resolved.revision,
+            "dataset": to_dict(dataset),
+            "seed": seed,
+            "calibration_tokens": settings.calibration_tokens,
+            "tool": __version__,
+        }
+        record = self.stages.run("calibrate", inputs, work)
+        self.calibration_fingerprint = str(record["data_fingerprint"])
+        batch = calibration_batch(
+            np.load(self.run_dir / relative), source=record["source"], seed=record["seed"]
+        )
+        if batch.sha256 != record["sha256"]:  # pragma: no cover - the manifest hashes it
+            raise DataError(f"{relative} changed since it was drawn; delete it and rerun")
+        return batch
+
     def compress(
-        self, resolved: ResolvedModel, quantization: QuantizationSettings, name: str, relative: str
+        self,
+        resolved: ResolvedModel,
+        quantization: QuantizationSettings,
+        name: str,
+        relative: str,
+        choice: DatasetChoice,
     ) -> ArtifactRecord:
+        """The artifact (RTN, or GPTQ on the calibration windows), written atomically."""
+        calibration = (
+            self.calibrate(resolved, choice) if quantization.method == GPTQ_METHOD else None
+        )
+
         def work() -> tuple[tuple[str, ...], dict[str, Any]]:
             target = self.run_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
+            report = self.runner.report(name)
+            device = self.settings.evaluation.device
             with atomic_path(target) as temp:
-                record = container.compress_model(
-                    resolved, quantization, temp, progress=self.runner.report(name)
+                record = compress_artifact(
+                    resolved,
+                    quantization,
+                    temp,
+                    calibration=calibration,
+                    device=None if device == "auto" else risk.resolve_device(device),
+                    progress=report,
+                    gptq_progress=self.runner.report(name.replace("compress", "gptq")),
                 )
             return (relative,), to_dict(dataclasses.replace(record, path=relative))
 
         inputs = {
             "model_revision": resolved.revision,
             "quantization": to_dict(quantization),
+            "calibration_sha256": None if calibration is None else calibration.sha256,
             "tool": __version__,
         }
         return ArtifactRecord(**self.stages.run(name, inputs, work))
@@ -821,6 +1069,14 @@ class _Pipeline:
         self.stages.barrier()
         return tokens
 
+    def _check_calibration(self, tokens: TokenShards | SampledTokens) -> None:
+        """Held-out mode and GPTQ calibrated on these very tokens: refused (the sources
+        were compared before any work; this compares the token streams themselves)."""
+        if isinstance(tokens, TokenShards):
+            check_heldout_calibration(
+                self.settings.heldout, self.calibration_fingerprint, tokens.record.shards_sha256
+            )
+
     def _decoded_model(self, artifact_path: Path) -> Any:
         key = str(artifact_path)
         if key not in self._decoded:
@@ -845,7 +1101,8 @@ class _Pipeline:
 
         evaluation = self.settings.evaluation
         parameters = sum(math.prod(spec.shape) for spec in tensor_specs(resolved))
-        evaluations = len(self.settings.auto_grid) + 1 if self.settings.auto_grid else 1
+        grid = search_grid(self.settings)
+        evaluations = len(grid) + 1 if grid else 1
         per_sample = evaluation.chunk_tokens + evaluation.context_tokens + 1
         tokens = evaluation.samples * per_sample * evaluations
         seconds = cpu_estimate_seconds(parameters, tokens, torch.get_num_threads())
@@ -976,14 +1233,17 @@ class _Pipeline:
             # ask the Hub before hours of work, not after: no token fails here
             self.repo_id = self._default_repo_id()
 
-        grid = settings.auto_grid
+        grid = search_grid(settings)
         configurations = max(len(grid), 1)
         search: list[SearchCandidate] = []
         if grid:
             artifact, risk_record, bound_result, search = self._search(resolved, choice, grid)
         else:
-            artifact = self.compress(resolved, settings.quantization, "compress", ARTIFACT_NAME)
+            artifact = self.compress(
+                resolved, settings.quantization, "compress", ARTIFACT_NAME, choice
+            )
             shards = self.tokenize(artifact, choice)
+            self._check_calibration(shards)
             risk_record = self.evaluate(
                 artifact,
                 shards,
@@ -1021,22 +1281,28 @@ class _Pipeline:
         return result
 
     def _search(
-        self, resolved: ResolvedModel, choice: DatasetChoice, grid: tuple[tuple[int, int], ...]
+        self,
+        resolved: ResolvedModel,
+        choice: DatasetChoice,
+        grid: tuple[tuple[str, int, int], ...],
     ) -> tuple[ArtifactRecord, RiskRecord, BoundResult, list[SearchCandidate]]:
         settings = self.settings
         configurations = len(grid)
         scored: list[tuple[float, int, ArtifactRecord]] = []
         shards: TokenShards | SampledTokens | None = None
-        for number, (bits, group_size) in enumerate(grid):
+        for number, (method, bits, group_size) in enumerate(grid):
             label = f"b{bits}-g{group_size}"
+            if method != RTN_METHOD:  # RTN keeps the labels (and folders) it always had
+                label = f"{method}-{label}"
             quantization = dataclasses.replace(
-                settings.quantization, bits=bits, group_size=group_size
+                settings.quantization, method=method, bits=bits, group_size=group_size
             )
             relative = f"{STATE_DIR}/candidates/{label}/{ARTIFACT_NAME}"
-            artifact = self.compress(resolved, quantization, f"compress[{label}]", relative)
+            artifact = self.compress(resolved, quantization, f"compress[{label}]", relative, choice)
             if shards is None or isinstance(shards, SampledTokens):
                 # sampled mode draws per artifact (its hash seeds the draw), from SEARCH
                 shards = self.tokenize(artifact, choice, "search", f"tokenize[{label}]")
+                self._check_calibration(shards)
             risk_record = self.evaluate(
                 artifact,
                 shards,
@@ -1051,7 +1317,8 @@ class _Pipeline:
             scored.append((key, number, artifact))
         best_key, best_number, best_artifact = min(scored, key=lambda item: (item[0], item[1]))
         self.run_log.note(
-            f"--bits auto: kept {best_artifact.quantization.get('bits')} bits, group size "
+            f"--bits auto: kept {best_artifact.quantization.get('method')}, "
+            f"{best_artifact.quantization.get('bits')} bits, group size "
             f"{best_artifact.quantization.get('group_size')} of {configurations} configurations "
             f"(search bound {best_key:.4f} bits/token); certifying it on a fresh sample"
         )
@@ -1084,6 +1351,7 @@ class _Pipeline:
                 bits_per_parameter=candidate.bits_per_parameter,
                 bits_per_token_bound=None if math.isinf(key) else key,
                 chosen=number == best_number,
+                method=str(candidate.quantization.get("method", RTN_METHOD)),
             )
             for key, number, candidate in scored
         ]
@@ -1097,7 +1365,7 @@ class _Pipeline:
         risk_record: RiskRecord,
         bound_result: BoundResult,
         choice: DatasetChoice,
-        grid: tuple[tuple[int, int], ...],
+        grid: tuple[tuple[str, int, int], ...],
     ) -> tuple[Certificate, str, str, bool]:
         """certificate.json, then the card, then the signatures (the last files written)."""
         model_record = _model_record(resolved, artifact)
@@ -1105,9 +1373,16 @@ class _Pipeline:
         if choice.assumption:
             assumptions.append(choice.assumption)
         if grid:
+            methods = {method for method, _, _ in grid}
+            described = (
+                f"(bits, group size) {', '.join(f'({b}, {g})' for _, b, g in grid)}"
+                if methods == {RTN_METHOD}  # the sentence RTN-only searches always had
+                else "(quantizer, bits, group size) "
+                + ", ".join(f"({m}, {b}, {g})" for m, b, g in grid)
+            )
             assumptions.append(
-                f"--bits auto searched {len(grid)} configurations (bits, group size) "
-                f"{', '.join(f'({b}, {g})' for b, g in grid)}; the prior is uniform over them "
+                f"--bits auto searched {len(grid)} configurations {described}; "
+                "the prior is uniform over them "
                 f"(ln {len(grid)} nats added) and the kept one was re-evaluated on a fresh "
                 "sample for the sampling term."
             )
@@ -1118,7 +1393,7 @@ class _Pipeline:
             "data": to_dict(dataset_record),
             "bound": bound_result_to_dict(bound_result),
             "assumptions": assumptions,
-            "grid": [list(entry) for entry in grid],
+            "grid": [list(entry[1:]) if entry[0] == RTN_METHOD else list(entry) for entry in grid],
             "tool": __version__,
         }
         inputs = sha256_json(certificate_inputs)

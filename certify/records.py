@@ -590,6 +590,12 @@ DEFAULT_AUTO_GRID: tuple[tuple[int, int], ...] = (
 )
 
 
+#: the quantizers (``QuantizationSettings.method``): round to nearest, Hessian-aware
+QUANTIZER_METHODS = ("rtn-groupwise", "gptq")
+#: GPTQ's default calibration size: 64 windows of 512 tokens (bench/quantize.py)
+DEFAULT_CALIBRATION_TOKENS = 32_768
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Everything ``certify run`` needs (the CLI fills it from flags and the environment).
@@ -612,6 +618,11 @@ class RunSettings:
     max_documents: int | None = None
     quantization: QuantizationSettings = field(default_factory=QuantizationSettings)
     auto_grid: tuple[tuple[int, int], ...] = ()
+    #: quantizers ``--bits auto`` tries at every grid point (empty: ``quantization.method``)
+    auto_methods: tuple[str, ...] = ()
+    #: GPTQ's calibration text (a source ``certify tokenize`` reads); None: the run's dataset
+    calibration: str | None = None
+    calibration_tokens: int = DEFAULT_CALIBRATION_TOKENS
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     delta: float = 0.05
     heldout: bool = False
@@ -650,6 +661,15 @@ class RunSettings:
                 )
         if len(set(self.auto_grid)) != len(self.auto_grid):
             raise InvalidInputError("grid entries must be distinct", field="auto_grid")
+        for method in (self.quantization.method, *self.auto_methods):
+            if method not in QUANTIZER_METHODS:
+                raise InvalidInputError(
+                    f"expected one of {', '.join(QUANTIZER_METHODS)}, got {method!r}",
+                    field="method",
+                )
+        if len(set(self.auto_methods)) != len(self.auto_methods):
+            raise InvalidInputError("quantizers must be distinct", field="auto_methods")
+        _at_least(self.calibration_tokens, 2, "calibration_tokens")
         # the reading and sampling options, checked as the data stage will see them
         DataSource(
             source=self.dataset or "-",
@@ -694,6 +714,8 @@ class SearchCandidate:
     bits_per_parameter: float
     bits_per_token_bound: float | None
     chosen: bool
+    #: the quantizer (``QuantizationSettings.method``)
+    method: str = "rtn-groupwise"
 
 
 @dataclass(frozen=True)

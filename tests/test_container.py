@@ -529,6 +529,27 @@ def test_cli_compress_inspect_decompress(
     assert type(model).__name__ == "MistralForCausalLM" and len(tokenizer) > 0
 
 
+def test_cli_compress_with_gptq_records_the_calibration(
+    toy_model_factory: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "calibration.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    out = tmp_path / "gptq.certz"
+    source = str(toy_model_factory("llama"))
+    argv = ["compress", source, "--quantizer", "gptq", "--calibration", str(text),
+            "--calibration-tokens", "256", "--seed", "3", "-o", str(out), "--json"]  # fmt: skip
+    assert run_cli(argv) == 0
+    quantization = json.loads(capsys.readouterr().out)["quantization"]
+    assert quantization["method"] == "gptq" and quantization["calibration_seed"] == 3
+    assert quantization["calibration_source"] == "calibration.txt"
+    assert (
+        read_header(out)["quantization"]["calibration_sha256"]
+        == (quantization["calibration_sha256"])
+    )
+    assert run_cli(["compress", source, "--quantizer", "gptq", "-o", str(out)]) == 2
+    assert run_cli(["compress", source, "--calibration", str(text), "-o", str(out)]) == 2
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "text"),
     [

@@ -14,13 +14,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from certify import pipeline
 from certify._files import file_sha256
+from certify.calibration import CalibrationBatch, calibration_sha256, check_heldout_calibration
 from certify.cli import run_cli
+from certify.data import bos_token_id, cached_tokens, load_tokenizer
 from certify.errors import UsageError
 from certify.records import (
+    DataSource,
     EvaluationSettings,
     QuantizationSettings,
     ResolvedModel,
@@ -90,8 +94,11 @@ def test_run_verify_push_and_verify_from_hub(
     assert {metric["name"] for metric in result["metrics"]} == {"bits", "top_k_error"}
     assert result["bits_per_parameter"] > 0
     stages = [timing["stage"] for timing in result["stages"]]
-    assert stages[:5] == ["resolve", "compress", "tokenize", "decode", "evaluate"]
-    assert result["reused_stages"] == []
+    # GPTQ (the default quantizer) draws its calibration windows first
+    assert stages[:6] == ["resolve", "calibrate", "compress", "tokenize", "decode", "evaluate"]
+    # the calibration tokenized the dataset into the shard cache; tokenize reuses it
+    assert result["reused_stages"] == ["tokenize"]
+    assert result["quantization"]["method"] == "gptq"
 
     certificate = json.loads((run_dir / "certificate.json").read_text())
     assert certificate["artifact"]["size_bytes"] == (run_dir / "model.certz").stat().st_size
@@ -201,6 +208,8 @@ def test_bits_auto_counts_its_search(
             *SMALL,
             "--bits",
             "auto",
+            "--quantizer",
+            "rtn",
             "-o",
             str(run_dir),
         ],
@@ -230,6 +239,125 @@ def test_bits_auto_counts_its_search(
     assert search["sampling"]["stream"] == "search"
     assert search["sampling"]["seed"] == sampling["seed"]
     assert run_cli(["verify", str(run_dir), "--key", str(_public_key(home))]) == 0
+
+
+def test_bits_auto_without_quantizer_searches_both(
+    toy_model: Path,
+    texts_dir: Path,
+    home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_dir = tmp_path / "auto"
+    argv = ["run", str(toy_model), "--dataset", str(texts_dir), *SMALL, "--bits", "auto",
+            "--calibration-tokens", "128", "-o", str(run_dir)]  # fmt: skip
+    result = _run_json(capsys, argv)
+    certificate = json.loads((run_dir / "certificate.json").read_text())
+    methods = [candidate["method"] for candidate in result["search"]]
+    assert sorted(set(methods)) == ["gptq", "rtn-groupwise"] and len(methods) == 12
+    assert certificate["bound"]["prior"]["hyperparameter_configurations"] == 12
+    chosen = next(candidate for candidate in result["search"] if candidate["chosen"])
+    assert certificate["artifact"]["quantization"]["method"] == chosen["method"]
+    assert any("(quantizer, bits, group size)" in text for text in certificate["assumptions"])
+    # one calibration batch serves every GPTQ candidate
+    assert (run_dir / ".certify" / "candidates" / "gptq-b4-g128" / "model.certz").is_file()
+    assert run_cli(["verify", str(run_dir), "--key", str(_public_key(home))]) == 0
+
+
+def test_gptq_run_records_its_calibration_and_verifies(
+    toy_model: Path,
+    texts_dir: Path,
+    home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_dir = tmp_path / "gptq"
+    argv = ["run", str(toy_model), "--dataset", str(texts_dir), *SMALL, "--quantizer", "gptq",
+            "--calibration-tokens", "300", "-o", str(run_dir)]  # fmt: skip
+    result = _run_json(capsys, argv)
+    certificate = json.loads((run_dir / "certificate.json").read_text())
+    quantization = certificate["artifact"]["quantization"]
+    assert result["quantization"]["method"] == quantization["method"] == "gptq"
+    # the calibration is named (no local path), fingerprinted and seeded in the certificate
+    assert quantization["calibration_source"] == "texts"
+    windows = np.load(run_dir / ".certify" / "calibration.npy")
+    assert windows.size == quantization["calibration_tokens"] >= 300
+    assert calibration_sha256(windows) == quantization["calibration_sha256"]
+    # the calibration draw and the certified draw come from different child streams
+    assert certificate["data"]["sampling"]["stream"] == "certification"
+    assert isinstance(quantization["calibration_seed"], int)
+    assert run_cli(["verify", str(run_dir), "--key", str(_public_key(home))]) == 0
+    capsys.readouterr()
+    # the same command again reuses the calibration and the artifact
+    first_sha256 = file_sha256(run_dir / "model.certz")
+    again = _run_json(capsys, argv)
+    assert {"calibrate", "compress"} <= set(again["reused_stages"])
+    assert file_sha256(run_dir / "model.certz") == first_sha256
+
+
+def test_gptq_with_heldout_refuses_calibration_on_the_certified_data(
+    toy_model: Path, texts_dir: Path, home: Path, tmp_path: Path, sample_texts: tuple[str, ...]
+) -> None:
+    run_dir = tmp_path / "r"
+    argv = ["run", str(toy_model), "--dataset", str(texts_dir), *SMALL, "--heldout",
+            "--quantizer", "gptq", "-o", str(run_dir)]  # fmt: skip
+    assert run_cli(argv) == 2  # by default GPTQ calibrates on the run's dataset
+    same = str(texts_dir / ".." / texts_dir.name)  # the same folder, spelled otherwise
+    assert run_cli([*argv, "--calibration", same]) == 2
+    assert not (run_dir / "model.certz").exists()  # refused before any work
+    other = tmp_path / "other.txt"
+    other.write_text(sample_texts[0], encoding="utf-8")
+    settings = RunSettings(
+        model=str(toy_model),
+        out_dir=str(run_dir),
+        key_dir="k",
+        dataset=str(texts_dir),
+        heldout=True,
+        quantization=QuantizationSettings(method="gptq"),
+        calibration=str(other),
+    )
+    choice = pipeline.choose_dataset(settings, _resolved(toy_model))
+    pipeline._check_heldout(settings, choice)  # other calibration text: allowed
+    # RTN uses no data: held-out is fine with it whatever --calibration would say
+    pipeline._check_heldout(
+        RunSettings(**{**settings.__dict__, "quantization": QuantizationSettings()}), choice
+    )
+    # and when the token streams themselves are equal, the fingerprint check refuses
+    with pytest.raises(UsageError, match="calibrated"):
+        check_heldout_calibration(True, "abc", "abc")
+    check_heldout_calibration(False, "abc", "abc")
+
+
+@pytest.mark.parametrize("mode", ["exact", "sampled"])
+def test_calibration_draw_is_seeded_and_apart_from_the_certified_draw(
+    toy_model: Path, texts_dir: Path, tmp_path: Path, mode: str
+) -> None:
+    tokenizer = load_tokenizer(toy_model)
+    data = DataSource(source=str(texts_dir), mode=mode, accepted_units=4, chunks_per_unit=1)  # type: ignore[arg-type]
+
+    def draw(seed: int) -> tuple[CalibrationBatch, str]:
+        return pipeline.draw_calibration(
+            data, tokenizer, seed=seed, total_tokens=200, cache=tmp_path / "cache"
+        )
+
+    batch, fingerprint = draw(7)
+    again, _ = draw(7)
+    assert batch.sha256 == again.sha256 and batch.n_tokens >= 200
+    assert (batch.tokens[:, 0] == bos_token_id(tokenizer)).all()  # windows start as scored ones
+    assert draw(8)[0].sha256 != batch.sha256
+    assert batch.source == "texts" and batch.seed == 7
+    if mode == "exact":
+        shards = cached_tokens(data, tokenizer, tmp_path / "cache")
+        assert fingerprint == shards.record.shards_sha256
+    else:  # the calibration units are not the certification draw of the same seed
+        certified = pipeline.sample_tokens(
+            data,
+            tokenizer,
+            EvaluationSettings(seed=7, chunk_tokens=32, samples=4),
+            tmp_path / "cache",
+            artifact_sha256="0" * 64,
+        )
+        assert fingerprint != certified.data.record.draws_sha256
 
 
 def test_sigint_leaves_nothing_half_written_and_rerun_completes(

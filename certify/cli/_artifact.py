@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -9,25 +10,33 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from certify.cli._app import app, console, env, err_console, print_json
-from certify.container import check_settings, compress_model, decompress_to_dir, inspect_artifact
-from certify.models import resolve_model
-from certify.records import QuantizationSettings, to_dict
+from certify import pipeline
+from certify.cli import _options as options
+from certify.cli._app import app, console, default_shard_cache, env, err_console, print_json
+from certify.container import check_settings, decompress_to_dir, inspect_artifact
+from certify.errors import UsageError
+from certify.models import load_source_tokenizer, resolve_model
+from certify.quantize import GPTQ_METHOD
+from certify.records import DataSource, QuantizationSettings, to_dict
+from certify.risk import resolve_device
 
 COMPRESS_HELP = """Quantize and arithmetic-code MODEL into one .certz file.
 
 MODEL is a Hub id (org/name, fetched at --revision; HF_TOKEN and HF_ENDPOINT are \
 honoured), a local folder with config.json and *.safetensors, or a .gguf file. Every 2-D \
 weight matrix (embeddings and LM head included) is quantized group-wise with \
-round-to-nearest and entropy-coded; norms and biases are stored raw. Tied weights are \
-stored once. The file also carries the config and tokenizer, so it alone rebuilds the \
-model.
+round-to-nearest (or, with --quantizer gptq, the decoder blocks' linears and the LM head \
+with GPTQ on --calibration text) and entropy-coded; norms and biases are stored raw. \
+Tied weights are stored once. The file also carries the config and tokenizer, so it \
+alone rebuilds the model.
 
 [bold]Examples[/bold]
 
   certify compress HuggingFaceTB/SmolLM2-135M --bits 4 --group-size 32 -o smol.certz
 
   certify compress ./my-model --bits 3 --keep 'lm_head*' --keep-bits 8
+
+  certify compress ./my-model --quantizer gptq --calibration ./texts/ -o mine.certz
 
   certify compress model.gguf --bits 4 --json
 """
@@ -88,6 +97,15 @@ def compress_command(
         help="Glob of tensor names kept at --keep-bits (repeatable), e.g. 'lm_head*'.",
     ),
     keep_bits: int = typer.Option(8, "--keep-bits", help="Bits for tensors matched by --keep."),
+    quantizer: str = typer.Option(
+        "rtn", "--quantizer", help="rtn (round to nearest) or gptq (needs --calibration)."
+    ),
+    calibration: str | None = typer.Option(
+        None, "--calibration", help="GPTQ's calibration text (any source certify tokenize reads)."
+    ),
+    calibration_tokens: int = options.CALIBRATION_TOKENS,
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the calibration windows."),
+    device: str = options.DEVICE,
     revision: str | None = typer.Option(
         None, "--revision", help="Hub branch, tag or commit (Hub ids only)."
     ),
@@ -109,6 +127,14 @@ def compress_command(
         high_precision_tensors=tuple(keep),
     )
     check_settings(settings)  # fail before any download
+    method, _ = options.parse_quantizers(quantizer, auto=False)
+    if (method == GPTQ_METHOD) != (calibration is not None):
+        raise UsageError(
+            "--quantizer gptq and --calibration go together",
+            field="--calibration",
+            hint="pass --quantizer gptq --calibration SRC, or neither (RTN)",
+        )
+    settings = dataclasses.replace(settings, method=method)
     with err_console.status(f"resolving {model}"):
         resolved = resolve_model(
             model,
@@ -123,7 +149,25 @@ def compress_command(
         def report(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        record = compress_model(resolved, settings, output, progress=report)
+        batch = None
+        if calibration is not None:
+            batch, _ = pipeline.draw_calibration(
+                DataSource(source=calibration),
+                load_source_tokenizer(resolved),
+                seed=seed,
+                total_tokens=calibration_tokens,
+                cache=default_shard_cache(),
+                endpoint=env("HF_ENDPOINT"),
+                token=env("HF_TOKEN"),
+            )
+        record = pipeline.compress_artifact(
+            resolved,
+            settings,
+            output,
+            calibration=batch,
+            device=None if device == "auto" else resolve_device(device),
+            progress=report,
+        )
     summary: dict[str, Any] = {
         **to_dict(record),
         "model": {

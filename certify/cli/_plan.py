@@ -7,6 +7,7 @@ metadata, the dataset ``certify run`` would choose, the bound over assumed losse
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +90,8 @@ def plan_run(
         delta=settings.delta,
         heldout=settings.heldout,
         auto_grid=settings.auto_grid,
+        # --bits auto counts every (quantizer, bits, group size) it tries
+        hyperparameter_configurations=max(1, len(pipeline.search_grid(settings))),
         losses=losses,
         spreads=spreads,
         target_bits=target_bits,
@@ -336,6 +339,7 @@ def plan_command(
     ),
     bits: str = options.BITS,
     group_size: int = options.GROUP_SIZE,
+    quantizer: str | None = options.QUANTIZER,
     target_bits: float | None = typer.Option(
         None, "--target-bits", help="Also find the n that brings the bits bound to this value."
     ),
@@ -381,10 +385,12 @@ def plan_command(
 ) -> None:
     """Print the plan (see PLAN_HELP)."""
     parsed_bits = options.parse_bits(bits)
+    method, auto_methods = options.parse_quantizers(quantizer, auto=parsed_bits is None)
     quantization = QuantizationSettings(
         bits=parsed_bits if parsed_bits is not None else 4, group_size=group_size
     )
     check_settings(quantization)
+    quantization = dataclasses.replace(quantization, method=method)
     evaluation = EvaluationSettings(
         chunk_tokens=chunk_tokens,
         context_tokens=context_tokens,
@@ -404,6 +410,7 @@ def plan_command(
         max_documents=max_documents,
         quantization=quantization,
         auto_grid=DEFAULT_AUTO_GRID if parsed_bits is None else (),
+        auto_methods=auto_methods,
         evaluation=evaluation,
         delta=delta,
         heldout=heldout,

@@ -35,6 +35,7 @@ from certify.cli._app import (
 from certify.cli._plan import preflight
 from certify.container import check_settings
 from certify.errors import UsageError
+from certify.quantize import GPTQ_METHOD, RTN_METHOD
 from certify.records import (
     DEFAULT_AUTO_GRID,
     EvaluationSettings,
@@ -64,9 +65,16 @@ data is not known to be the training data unless the card declares it. Sampled m
 draws --accepted-units units and scores --chunks-per-unit chunks in each; n is then
 bounded below from the draws instead of counted (docs/DATA.md).
 
-[cyan]--bits auto[/cyan] tries bits {2,3,4} × group size {32,128}, keeps the tightest
-bits bound and counts the 6 configurations in the prior (ln 6 nats), so the
-certificate stays valid.
+The weights are quantized with GPTQ (Hessian-aware rounding, layer by layer) calibrated
+on --calibration-tokens tokens drawn from the dataset with their own random stream (never
+the certified sample), or from --calibration text; --quantizer rtn rounds to nearest and
+needs no data. The artifact records the calibration's source, sha256 and seed. With
+--heldout, GPTQ must be calibrated on other text (--calibration) or replaced by RTN.
+
+[cyan]--bits auto[/cyan] tries bits {2,3,4} × group size {32,128} × quantizer
+{rtn, gptq} (only the one given with --quantizer, if any), keeps the tightest bits bound
+and counts the 12 (or 6) configurations in the prior (ln 12 nats), so the certificate
+stays valid.
 
 The defaults (10000 samples of 1024 tokens) suit a GPU; on a CPU certify prints an
 estimate of the time — use e.g. --samples 64 --chunk-tokens 256 for a quick look.
@@ -151,7 +159,8 @@ def _headline(result: RunResult) -> str:
     quantization = result.quantization
     lines = [
         f"model.certz: {result.size_bytes:,} bytes, {result.bits_per_parameter:.3f} bits/param "
-        f"({quantization.get('bits')} bits, group size {quantization.get('group_size')})"
+        f"({quantization.get('method')}, {quantization.get('bits')} bits, "
+        f"group size {quantization.get('group_size')})"
     ]
     if result.bits_per_token_bound is not None:
         perplexity = (
@@ -169,7 +178,8 @@ def _headline(result: RunResult) -> str:
         )
     if result.search:
         tried = ", ".join(
-            f"{c.bits}b/g{c.group_size}"
+            ("gptq " if c.method == GPTQ_METHOD else "")
+            + f"{c.bits}b/g{c.group_size}"
             + ("" if c.bits_per_token_bound is None else f" {c.bits_per_token_bound:.3f}")
             + (" ←" if c.chosen else "")
             for c in result.search
@@ -208,6 +218,9 @@ def run_command(
     ),
     bits: str = options.BITS,
     group_size: int = options.GROUP_SIZE,
+    quantizer: str | None = options.QUANTIZER,
+    calibration: str | None = options.CALIBRATION,
+    calibration_tokens: int = options.CALIBRATION_TOKENS,
     samples: int = options.SAMPLES,
     chunk_tokens: int = options.CHUNK_TOKENS,
     context_tokens: int = options.CONTEXT_TOKENS,
@@ -265,10 +278,16 @@ def run_command(
         raise UsageError("--private and --push-branch only make sense with --push", field="--push")
     if repo_id is not None and not push:
         raise UsageError("--repo-id given without --push", field="--repo-id")
+    method, auto_methods = options.parse_quantizers(quantizer, auto=parsed_bits is None)
     quantization = QuantizationSettings(
-        bits=parsed_bits if parsed_bits is not None else 4, group_size=group_size
+        method=RTN_METHOD,  # checked as RTN; GPTQ adds its calibration fields later
+        bits=parsed_bits if parsed_bits is not None else 4,
+        group_size=group_size,
     )
     check_settings(quantization)  # before any download: --bits 1 fails here, not later
+    quantization = dataclasses.replace(quantization, method=method)
+    if calibration is not None and GPTQ_METHOD not in (method, *auto_methods):
+        raise UsageError("--calibration is only used by --quantizer gptq", field="--calibration")
     evaluation = EvaluationSettings(
         chunk_tokens=chunk_tokens,
         context_tokens=context_tokens,
@@ -298,6 +317,9 @@ def run_command(
         max_documents=max_documents,
         quantization=quantization,
         auto_grid=DEFAULT_AUTO_GRID if parsed_bits is None else (),
+        auto_methods=auto_methods,
+        calibration=calibration,
+        calibration_tokens=calibration_tokens,
         evaluation=evaluation,
         delta=delta,
         heldout=heldout,

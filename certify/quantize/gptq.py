@@ -45,7 +45,7 @@ from certify.quantize.rtn import (
     scale_grid,
     validate_settings,
 )
-from certify.records import QuantizationSettings
+from certify.records import QUANTIZER_METHODS, QuantizationSettings
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -61,9 +61,8 @@ __all__ = [
     "method_library_versions",
 ]
 
-RTN_METHOD = "rtn-groupwise"
-GPTQ_METHOD = "gptq"
-METHODS = (RTN_METHOD, GPTQ_METHOD)
+RTN_METHOD, GPTQ_METHOD = QUANTIZER_METHODS
+METHODS = QUANTIZER_METHODS
 DEFAULT_DAMPING = 0.01
 DEFAULT_BLOCK_SIZE = 128
 #: weight of each window's first token (BOS) in the Hessians; measured in bench/quantize.py

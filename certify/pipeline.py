@@ -87,7 +87,7 @@ from certify.data import (
     tokenizer_sha256,
 )
 from certify.data.sampled import SampledData, SampledSettings, redraw, sample_units
-from certify.data.units import enumerate_units, weight_rule_for
+from certify.data.units import UnitList, enumerate_units, weight_rule_for
 from certify.errors import (
     CertifyError,
     DataError,
@@ -526,6 +526,25 @@ class SampledTokens:
     seed_inputs: dict[str, Any] | None
 
 
+def unit_list(
+    dataset: DataSource, tokenizer: Any, *, token: str | None = None, endpoint: str | None = None
+) -> UnitList:
+    """Sampled mode's units of ``dataset`` and their weights (for ``tokenizer``'s rule)."""
+    return enumerate_units(
+        dataset.source,
+        weight_rule_for(tokenizer, dataset.truncate_tokens),
+        text_column=dataset.text_column,
+        extensions=dataset.extensions,
+        exclude=dataset.exclude,
+        decode_errors=dataset.decode_errors,
+        dataset_config=dataset.config,
+        split=dataset.split,
+        revision=dataset.revision,
+        token=token,
+        endpoint=endpoint,
+    )
+
+
 def sample_tokens(
     dataset: DataSource,
     tokenizer: Any,
@@ -550,20 +569,7 @@ def sample_tokens(
     if recorded is not None:
         redrawn = redraw(recorded, tokenizer, workers=workers, token=token, endpoint=endpoint)
         return SampledTokens(data=redrawn, seed_inputs=None)
-    rule = weight_rule_for(tokenizer, dataset.truncate_tokens)
-    units = enumerate_units(
-        dataset.source,
-        rule,
-        text_column=dataset.text_column,
-        extensions=dataset.extensions,
-        exclude=dataset.exclude,
-        decode_errors=dataset.decode_errors,
-        dataset_config=dataset.config,
-        split=dataset.split,
-        revision=dataset.revision,
-        token=token,
-        endpoint=endpoint,
-    )
+    units = unit_list(dataset, tokenizer, token=token, endpoint=endpoint)
     seed, inputs = settings.seed, None
     if seed is None:
         inputs = {
@@ -648,19 +654,7 @@ def draw_calibration(
     windows = -(-total_tokens // DEFAULT_WINDOW_TOKENS)
     stream: TokenShards | _ArrayStream
     if resolve_mode(dataset) == "sampled":
-        units = enumerate_units(
-            dataset.source,
-            weight_rule_for(tokenizer, dataset.truncate_tokens),
-            text_column=dataset.text_column,
-            extensions=dataset.extensions,
-            exclude=dataset.exclude,
-            decode_errors=dataset.decode_errors,
-            dataset_config=dataset.config,
-            split=dataset.split,
-            revision=dataset.revision,
-            token=token,
-            endpoint=endpoint,
-        )
+        units = unit_list(dataset, tokenizer, token=token, endpoint=endpoint)
         unit_seed = derive_seed({"seed": seed, "stream": "calibration"})
         drawn = sample_units(
             units,

@@ -689,6 +689,26 @@ def draw_calibration(
     return batch, fingerprint
 
 
+def artifact_settings(
+    quantization: QuantizationSettings, calibration: CalibrationBatch | None = None
+) -> QuantizationSettings:
+    """The settings the artifact is made with: ``quantization`` for RTN; for GPTQ its
+    bits, groups and kept tensors with GPTQ's defaults and ``calibration`` filled in
+    (every value that changes the bytes, hence what the compress stage is keyed on)."""
+    if quantization.method != GPTQ_METHOD:
+        return quantization
+    if calibration is None:
+        raise InvalidInputError("GPTQ needs calibration text", field="--calibration")
+    return gptq_settings(
+        quantization.bits,
+        quantization.group_size,
+        calibration,
+        symmetric=quantization.symmetric,
+        high_precision_bits=quantization.high_precision_bits,
+        high_precision_tensors=quantization.high_precision_tensors,
+    )
+
+
 def compress_artifact(
     resolved: ResolvedModel,
     quantization: QuantizationSettings,
@@ -701,18 +721,9 @@ def compress_artifact(
 ) -> ArtifactRecord:
     """``resolved`` quantized and coded into ``out_path``: RTN, or GPTQ (method "gptq")
     on ``calibration`` (layer by layer on ``device``, default CUDA when there is one)."""
-    if quantization.method != GPTQ_METHOD:
-        return container.compress_model(resolved, quantization, out_path, progress=progress)
-    if calibration is None:
-        raise InvalidInputError("GPTQ needs calibration text", field="--calibration")
-    settings = gptq_settings(
-        quantization.bits,
-        quantization.group_size,
-        calibration,
-        symmetric=quantization.symmetric,
-        high_precision_bits=quantization.high_precision_bits,
-        high_precision_tensors=quantization.high_precision_tensors,
-    )
+    settings = artifact_settings(quantization, calibration)
+    if calibration is None or settings.method != GPTQ_METHOD:
+        return container.compress_model(resolved, settings, out_path, progress=progress)
     with gptq_quantize_model(
         resolved, settings, calibration, device=device, progress=gptq_progress
     ) as result:
@@ -990,8 +1001,8 @@ class _Pipeline:
 
         inputs = {
             "model_revision": resolved.revision,
-            "quantization": to_dict(quantization),
-            "calibration_sha256": None if calibration is None else calibration.sha256,
+            # GPTQ's full settings: a changed default redoes the artifact
+            "quantization": to_dict(artifact_settings(quantization, calibration)),
             "tool": __version__,
         }
         return ArtifactRecord(**self.stages.run(name, inputs, work))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -19,10 +20,15 @@ import pytest
 
 from certify import pipeline
 from certify._files import file_sha256
-from certify.calibration import CalibrationBatch, calibration_sha256, check_heldout_calibration
+from certify.calibration import (
+    CalibrationBatch,
+    calibration_batch,
+    calibration_sha256,
+    check_heldout_calibration,
+)
 from certify.cli import run_cli
 from certify.data import bos_token_id, cached_tokens, load_tokenizer
-from certify.errors import UsageError
+from certify.errors import InvalidInputError, UsageError
 from certify.records import (
     DataSource,
     EvaluationSettings,
@@ -358,6 +364,17 @@ def test_calibration_draw_is_seeded_and_apart_from_the_certified_draw(
             artifact_sha256="0" * 64,
         )
         assert fingerprint != certified.data.record.draws_sha256
+
+
+def test_artifact_settings_carry_every_gptq_value_the_stage_is_keyed_on() -> None:
+    batch = calibration_batch([np.arange(1, 9), np.arange(2, 10)], source="t", seed=5)
+    rtn = QuantizationSettings(bits=3, group_size=64)
+    assert pipeline.artifact_settings(rtn) is rtn
+    gptq = pipeline.artifact_settings(dataclasses.replace(rtn, method="gptq"), batch)
+    assert (gptq.bits, gptq.group_size, gptq.calibration_sha256) == (3, 64, batch.sha256)
+    assert gptq.act_order is True and gptq.damping is not None  # the defaults, recorded
+    with pytest.raises(InvalidInputError, match="calibration"):
+        pipeline.artifact_settings(gptq)
 
 
 def test_sigint_leaves_nothing_half_written_and_rerun_completes(

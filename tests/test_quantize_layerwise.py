@@ -126,7 +126,7 @@ def test_header_records_the_settings(
     assert (recorded["damping"], recorded["block_size"], recorded["act_order"]) == (
         0.01,
         128,
-        False,
+        True,  # act order by default (bench/results/quantize.json)
     )
     assert recorded["true_sequential"] is True
     assert recorded["rtn_tensors"] == ["model.embed_tokens.weight"]

@@ -65,6 +65,9 @@ RTN_METHOD, GPTQ_METHOD = QUANTIZER_METHODS
 METHODS = QUANTIZER_METHODS
 DEFAULT_DAMPING = 0.01
 DEFAULT_BLOCK_SIZE = 128
+#: columns by decreasing Hessian diagonal: on SmolLM2-135M at 4 bits / groups of 128 the
+#: held-out loss rises 6.0% instead of 9.3%, same file size (bench/results/quantize.json)
+DEFAULT_ACT_ORDER = True
 #: weight of each window's first token (BOS) in the Hessians; measured in bench/quantize.py
 DEFAULT_FIRST_TOKEN_WEIGHT = 64.0
 #: Cholesky retries: damping is multiplied by 10 each time the factorization fails

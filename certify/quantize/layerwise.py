@@ -52,6 +52,7 @@ from certify.calibration import CalibrationBatch
 from certify.errors import InvalidInputError, ModelError
 from certify.models import iter_tensors, tensor_specs
 from certify.quantize.gptq import (
+    DEFAULT_ACT_ORDER,
     DEFAULT_BLOCK_SIZE,
     DEFAULT_DAMPING,
     DEFAULT_FIRST_TOKEN_WEIGHT,
@@ -87,7 +88,7 @@ def gptq_settings(
     symmetric: bool = False,
     damping: float = DEFAULT_DAMPING,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    act_order: bool = False,
+    act_order: bool = DEFAULT_ACT_ORDER,
     true_sequential: bool = True,
     first_token_weight: float = DEFAULT_FIRST_TOKEN_WEIGHT,
     rate_lambda: float | None = None,

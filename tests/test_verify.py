@@ -764,7 +764,10 @@ def test_recompute_risk_on_real_measurements(
             "recorded square_mean",
         ),
         (
-            lambda c: c["bound"]["metrics"][2].update(sample_variance=1e-9),
+            # half the measured spread of the bits loss (a top-k error can be constant)
+            lambda c: c["bound"]["metrics"][0].update(
+                sample_variance=c["bound"]["metrics"][0]["sample_variance"] / 2
+            ),
             "recorded sample_variance",
         ),
         (

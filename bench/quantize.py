@@ -343,9 +343,10 @@ def worker_llama7b(case: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"case": case, "torch_threads": torch.get_num_threads()}
     resolved = resolve_model(str(folder))
     rng = np.random.default_rng(0)
-    windows = case["calibration_tokens"] // WINDOW_TOKENS
+    windows = case.get("calibration_tokens", 0) // WINDOW_TOKENS  # RTN: none
     batch = calibration_batch(
-        [rng.integers(3, 32000, WINDOW_TOKENS) for _ in range(windows)], source="random tokens"
+        [rng.integers(3, 32000, WINDOW_TOKENS) for _ in range(max(windows, 1))],
+        source="random tokens",
     )
     block_seconds: list[float] = []
     last = [time.perf_counter()]

@@ -37,6 +37,7 @@ import contextlib
 import ctypes
 import dataclasses
 import fnmatch
+import gc
 import hashlib
 import json
 import tempfile
@@ -282,6 +283,7 @@ def _release_freed_memory() -> None:
     without a trim, fragmentation grows the resident size by about one block per block,
     so the peak would follow the model's size instead of one block's.
     """
+    gc.collect()  # tensors kept alive only by reference cycles go first
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.malloc_trim(0)

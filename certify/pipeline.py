@@ -715,17 +715,22 @@ def compress_artifact(
     out_path: str | Path,
     *,
     calibration: CalibrationBatch | None = None,
-    device: str | None = None,
+    device: str = "auto",
     progress: Callable[[int, int], None] | None = None,
     gptq_progress: Callable[[int, int], None] | None = None,
 ) -> ArtifactRecord:
     """``resolved`` quantized and coded into ``out_path``: RTN, or GPTQ (method "gptq")
-    on ``calibration`` (layer by layer on ``device``, default CUDA when there is one)."""
+    on ``calibration`` (layer by layer on ``device``; "auto": CUDA when there is one,
+    else the CPU — never MPS, which lacks the float64 the Hessians use)."""
     settings = artifact_settings(quantization, calibration)
     if calibration is None or settings.method != GPTQ_METHOD:
         return container.compress_model(resolved, settings, out_path, progress=progress)
     with gptq_quantize_model(
-        resolved, settings, calibration, device=device, progress=gptq_progress
+        resolved,
+        settings,
+        calibration,
+        device=None if device == "auto" else device,
+        progress=gptq_progress,
     ) as result:
         return container.compress_model(
             resolved, result.settings, out_path, progress=progress, quantizer=result.quantizer
@@ -986,14 +991,13 @@ class _Pipeline:
             target = self.run_dir / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             report = self.runner.report(name)
-            device = self.settings.evaluation.device
             with atomic_path(target) as temp:
                 record = compress_artifact(
                     resolved,
                     quantization,
                     temp,
                     calibration=calibration,
-                    device=None if device == "auto" else risk.resolve_device(device),
+                    device=self.settings.evaluation.device,
                     progress=report,
                     gptq_progress=self.runner.report(name.replace("compress", "gptq")),
                 )

@@ -18,7 +18,6 @@ from certify.errors import UsageError
 from certify.models import load_source_tokenizer, resolve_model
 from certify.quantize import GPTQ_METHOD
 from certify.records import DataSource, QuantizationSettings, to_dict
-from certify.risk import resolve_device
 
 COMPRESS_HELP = """Quantize and arithmetic-code MODEL into one .certz file.
 
@@ -165,7 +164,7 @@ def compress_command(
             settings,
             output,
             calibration=batch,
-            device=None if device == "auto" else resolve_device(device),
+            device=device,
             progress=report,
         )
     summary: dict[str, Any] = {

@@ -14,8 +14,9 @@ from certify.records import DEFAULT_CALIBRATION_TOKENS, QUANTIZER_METHODS
 
 #: what --quantizer accepts, and the method each names
 QUANTIZER_NAMES = {"rtn": QUANTIZER_METHODS[0], "gptq": QUANTIZER_METHODS[1]}
-#: the quantizer when --quantizer is not given (bench/results/quantize.json: GPTQ meets
-#: the loss targets that RTN misses at groups of 128)
+#: the quantizer when --quantizer is not given: GPTQ beats RTN at every bits/group size
+#: measured, at equal file size (bench/results/quantize.json; issue 14's targets are
+#: still unmet on the demo model)
 DEFAULT_QUANTIZER = "gptq"
 
 # --------------------------------------------------------------------------- the model

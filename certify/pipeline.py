@@ -674,7 +674,9 @@ def draw_calibration(
         )
         stream, fingerprint = _ArrayStream(drawn.windows.tokens), drawn.record.draws_sha256
     else:
-        stream = cached_tokens(dataset, tokenizer, cache, token=token, endpoint=endpoint)
+        stream = cached_tokens(
+            dataset, tokenizer, cache, token=token, endpoint=endpoint, progress=progress
+        )
         fingerprint = stream.record.shards_sha256
     # a corpus shorter than one window (tests, tiny folders): windows of all its tokens
     window_tokens = max(2, min(DEFAULT_WINDOW_TOKENS, stream.n_tokens + 1))

@@ -5,6 +5,7 @@ Only the ``certify.cli`` package prints, reads the environment and exits.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -152,7 +153,17 @@ def start_distributed(device: str) -> tuple[int, int, str]:
         device = f"cuda:{local_rank}"
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        # Tear the group down while the interpreter is whole: gloo's worker threads
+        # outliving it abort the process ("terminate called without an active exception").
+        atexit.register(_leave_process_group)
     return int(dist.get_rank()), int(dist.get_world_size()), device
+
+
+def _leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def sampling_workers() -> int:

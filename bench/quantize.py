@@ -56,7 +56,15 @@ HELDOUT_FILES = 60
 WINDOW_TOKENS = 512
 SEED = 0
 #: GPTQ options a case may set (otherwise gptq_settings' defaults apply)
-VARIANT_KEYS = ("act_order", "true_sequential", "first_token_weight", "rate_lambda", "damping")
+VARIANT_KEYS = (
+    "act_order",
+    "true_sequential",
+    "first_token_weight",
+    "rate_lambda",
+    "damping",
+    "high_precision_tensors",
+    "high_precision_bits",
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -236,10 +244,19 @@ def worker_smollm2(case: dict[str, Any]) -> dict[str, Any]:
                     window_tokens=WINDOW_TOKENS,
                     bos_token_id=bos,
                 )
-                options = {key: case[key] for key in VARIANT_KEYS if key in case}
+                options = {
+                    key: tuple(case[key]) if isinstance(case[key], list) else case[key]
+                    for key in VARIANT_KEYS
+                    if key in case
+                }
                 settings = gptq_settings(case["bits"], case["group_size"], batch, **options)
                 with gptq_quantize_model(resolved, settings, batch) as gptq:
                     gptq_seconds = gptq.seconds
+                    # the effective options (defaults included), as the file records them
+                    result["gptq_options"] = {
+                        key: getattr(gptq.settings, key)
+                        for key in (*VARIANT_KEYS, "block_size", "calibration_tokens")
+                    }
                     record = compress_model(resolved, gptq.settings, out, quantizer=gptq.quantizer)
         result.update(measured.as_dict())
         result["gptq_seconds"] = gptq_seconds
@@ -478,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--fresh", action="store_true", help="ignore results already there")
     parser.add_argument("--only", default=None, help="run only cases whose JSON contains this")
+    parser.add_argument(
+        "--case",
+        action="append",
+        default=[],
+        help="an extra case as JSON (e.g. a GPTQ variant), run after the standard ones",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -506,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             if method == "gptq":
                 case["calibration_tokens"] = args.llama_calibration_tokens
             cases.append(case)
+    cases += [json.loads(text) for text in args.case]
     for case in cases:
         key = case_key(case)
         if key in results or (args.only and args.only not in key):
@@ -534,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
                 "upper bounds; cpu_seconds counts this process's threads only",
             },
             "summary": summarise(ordered),
+            **({"notes": existing["notes"]} if "notes" in existing else {}),
             "results": ordered,
         }
         args.output.parent.mkdir(parents=True, exist_ok=True)

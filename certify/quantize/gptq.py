@@ -192,32 +192,56 @@ def _as_tensor(value: Any, dtype: Any, device: Any) -> Any:
     return torch.from_numpy(np.array(value)).to(device=device, dtype=dtype)
 
 
-def _inverse_cholesky(hessian: Any, damping: float) -> Any:
-    """Upper Cholesky factor of ``(H + damping·mean(diag H)·I)⁻¹`` (float64).
+def _tensor_view(value: Any) -> Any:
+    """``value`` as a torch tensor, sharing its memory when it is a tensor or an array."""
+    import torch
 
-    Temporaries are freed as soon as possible: for an 11008-wide Hessian each copy is
-    about 1 GB.
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    return torch.from_numpy(np.asarray(value))
+
+
+def _reversed_hessian(hessian: Any, order: Any, device: Any) -> Any:
+    """``J H_π J`` as a new float64 tensor: the Hessian (a tensor) in processing order ``π``
+    with rows and columns reversed, made in one indexing pass (``hessian`` is not changed).
+
+    Dead inputs (zero diagonal) get a unit diagonal, so they are rounded like RTN's.
     """
     import torch
 
-    mean_diagonal = float(hessian.diagonal().mean())
-    size = hessian.shape[0]
+    reverse = order.flip(0).to(hessian.device)
+    h = hessian[reverse[:, None], reverse[None, :]].to(device=device, dtype=torch.float64)
+    diagonal = h.diagonal()
+    diagonal[diagonal == 0] = 1.0
+    return h
+
+
+def _inverse_cholesky(hessian: Any, order: Any, damping: float, device: Any) -> Any:
+    """Upper Cholesky factor ``U`` of ``(H_π + damping·mean(diag H)·I)⁻¹`` as float32.
+
+    ``H_π`` is ``hessian`` with rows and columns in processing order ``order``. With the
+    reversal ``J`` and ``J H_π J = L Lᵀ`` (lower Cholesky), ``H_π⁻¹ = (J L⁻¹ J)ᵀ (J L⁻¹ J)``
+    and ``J L⁻¹ J`` is upper triangular with a positive diagonal, so it *is* ``U``: one
+    factorization and one triangular solve, never the inverse matrix itself (fewer
+    operations, better conditioned). Both run in place, so the peak is two float64
+    copies (for an 11008-wide Hessian 2 GB instead of about 5 GB).
+    """
+    import torch
+
     for attempt in range(_CHOLESKY_RETRIES + 1):
-        damped = hessian.clone()
-        damped.diagonal().add_(damping * 10.0**attempt * mean_diagonal)
-        lower, info = torch.linalg.cholesky_ex(damped)
-        del damped
+        h = _reversed_hessian(hessian, order, device)
+        h.diagonal().add_(damping * 10.0**attempt * float(h.diagonal().mean()))
+        info = torch.empty((), dtype=torch.int32, device=h.device)
+        torch.linalg.cholesky_ex(h, out=(h, info))  # h now holds L (and zeros above)
         if int(info) != 0:
             continue
-        # H⁻¹ = L⁻ᵀ L⁻¹ (a triangular solve; cholesky_inverse is far slower on CPU)
-        eye = torch.eye(size, dtype=hessian.dtype, device=hessian.device)
-        lower_inverse = torch.linalg.solve_triangular(lower, eye, upper=False)
-        del lower, eye
-        inverse = lower_inverse.T @ lower_inverse
+        lower_inverse = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
+        torch.linalg.solve_triangular(h, lower_inverse, upper=False, out=lower_inverse)
+        del h
+        upper = lower_inverse.to(torch.float32)
         del lower_inverse
-        upper, info = torch.linalg.cholesky_ex(inverse, upper=True)
-        del inverse
-        if int(info) == 0 and bool(torch.isfinite(upper).all()):
+        upper = upper.flip(0, 1)
+        if bool(torch.isfinite(upper).all()):
             return upper
     raise GPTQNumericalError("the damped Hessian is not positive definite")
 
@@ -303,14 +327,16 @@ def gptq_quantize_matrix(
     stored_shape = (int(stored.shape[0]), int(stored.shape[1]))
     matrix = stored.T.contiguous() if transposed else stored
     rows, cols = int(matrix.shape[0]), int(matrix.shape[1])
-    h = _as_tensor(hessian, torch.float64, device)
-    if tuple(h.shape) != (cols, cols):
+    source = _tensor_view(hessian)  # no copy: the factorization makes the one it needs
+    if tuple(source.shape) != (cols, cols):
         raise InvalidInputError(
-            f"must be [{cols}, {cols}] for weights of shape {stored_shape}, got {tuple(h.shape)}",
+            f"must be [{cols}, {cols}] for weights of shape {stored_shape}, "
+            f"got {tuple(source.shape)}",
             field="hessian",
         )
-    if not bool(torch.isfinite(h).all()):
+    if not bool(torch.isfinite(source).all()):
         raise GPTQNumericalError("the Hessian has NaN or infinite entries")
+    diagonal = source.diagonal().to(device=device, dtype=torch.float64)
 
     stored_numpy = stored.cpu().numpy()
     numel = rows * cols
@@ -333,18 +359,14 @@ def gptq_quantize_matrix(
         else None
     )
 
-    diagonal = h.diagonal()
-    dead = diagonal == 0
-    if bool(dead.any()):
-        h.diagonal()[dead] = 1.0  # h is this function's own copy
-    if act_order:
-        order = torch.argsort(h.diagonal(), descending=True, stable=True)
+    if act_order:  # dead inputs (zero diagonal) count as 1, as in the factorization
+        order = torch.argsort(
+            torch.where(diagonal == 0, 1.0, diagonal), descending=True, stable=True
+        )
         matrix = matrix[:, order]
-        h = h[order][:, order]
     else:
         order = torch.arange(cols, device=device)
-    h_inv = _inverse_cholesky(h, float(damping)).to(torch.float32)
-    del h
+    h_inv = _inverse_cholesky(source, order, float(damping), device)
     # Work on the transpose, [column in processing order, row]: a column is contiguous.
     work = matrix.T.contiguous()
     order_numpy = order.cpu().numpy()

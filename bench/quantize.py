@@ -481,7 +481,35 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             entry["quantize_compress_cpu_seconds_max"] = max(cpu) if cpu else None
             entry["target_under_10_minutes_wall"] = bool(seconds and max(seconds) < 600)
         summary[method] = entry
+    summary["gptq_defaults"] = _defaults_entry(smol, base)
     return summary
+
+
+def _defaults_entry(smol: list[dict[str, Any]], base: float) -> dict[str, Any] | None:
+    """The 4-bit / groups-of-128 GPTQ case run with today's defaults (act order,
+    DEFAULT_RATE_LAMBDA, the default calibration size), however its case was written."""
+    from certify.quantize.gptq import DEFAULT_ACT_ORDER, DEFAULT_RATE_LAMBDA
+    from certify.records import DEFAULT_CALIBRATION_TOKENS
+
+    wanted = {
+        "act_order": DEFAULT_ACT_ORDER,
+        "rate_lambda": DEFAULT_RATE_LAMBDA,
+        "calibration_tokens": DEFAULT_CALIBRATION_TOKENS,
+    }
+    for row in smol:
+        case = row["case"]
+        if case["method"] != "gptq" or (case["bits"], case["group_size"]) != (4, 128):
+            continue
+        others = {k for k in VARIANT_KEYS if k in case} - set(wanted)
+        if not others and all(case.get(k) == v for k, v in wanted.items()):
+            return {
+                "case": case,
+                "loss_rise": row["loss_nats"] / base - 1,
+                "bits_per_parameter": row["bits_per_parameter"],
+                "wall_seconds": row["wall_seconds"],
+                "target_4bit_g128_rise_at_most_5pct": row["loss_nats"] <= 1.05 * base,
+            }
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -141,6 +141,12 @@ MAX_TOKENS = 10**16
 #: compression, end to end (read, quantize, code, write): SmolLM2-135M in 21.0 s on
 #: 2 cores = 6.4e6 parameters/s (bench/results/demo.json)
 COMPRESS_PARAMETERS_PER_SECOND = 6.4e6
+#: GPTQ on CPU, per parameter and calibration token, in thread-seconds: SmolLM2-135M with
+#: 32,768 tokens took 280 s on 2 quiet threads, 21 s of it the compression every artifact
+#: pays (bench/results/quantize.json, act order). Calibration forward passes dominate at
+#: that size; a 7B block's wide Hessians add solve time (one Llama-2-7B block at 4,096
+#: tokens: 147 s, 2.7× this rate; same file)
+GPTQ_THREAD_SECONDS_PER_PARAMETER_TOKEN = 1.2e-10
 #: exact-mode tokenization: 172.6M tokens in 916 s on 2 cores (bench/results/sampled.json)
 EXACT_TOKENS_PER_SECOND_PER_CORE = 94_000.0
 #: sampled-mode tokenization incl. reading: 59,024 tokens/s per worker (same file)
@@ -975,8 +981,14 @@ def estimate_cost(
     threads: int,
     workers: int,
     configurations: int = 1,
+    gptq_configurations: int = 0,
+    calibration_tokens: int = 0,
 ) -> PlanCost:
-    """Tokens, bytes and seconds of the run at the documented rates (module constants)."""
+    """Tokens, bytes and seconds of the run at the documented rates (module constants).
+
+    ``gptq_configurations`` of the ``configurations`` are quantized with GPTQ on
+    ``calibration_tokens`` tokens, priced on CPU (a GPU is far faster; not measured here).
+    """
     data = survey.data
     threads = max(1, threads)
     workers = max(1, workers)
@@ -993,7 +1005,12 @@ def estimate_cost(
         bytes_read = round(survey.bytes_read)
     flops = 2.0 * artifact.parameters * evaluation_tokens * configurations
     return PlanCost(
-        compress_seconds=configurations * artifact.parameters / COMPRESS_PARAMETERS_PER_SECOND,
+        compress_seconds=configurations * artifact.parameters / COMPRESS_PARAMETERS_PER_SECOND
+        + gptq_configurations
+        * artifact.parameters
+        * calibration_tokens
+        * GPTQ_THREAD_SECONDS_PER_PARAMETER_TOKEN
+        / threads,
         tokens_tokenized=tokens,
         tokenize_seconds=seconds,
         units_read=units_read,
@@ -1029,7 +1046,7 @@ def _evaluation_shape(
 
 
 def _assumptions(
-    plan_data: PlanData, losses: Sequence[float], spreads: Sequence[float]
+    plan_data: PlanData, losses: Sequence[float], spreads: Sequence[float], gptq: bool = False
 ) -> tuple[str, ...]:
     notes = [
         "artifact size: RTN group-wise codes priced by their entropy on simulated weights "
@@ -1045,6 +1062,12 @@ def _assumptions(
         f"evaluation at 2·N FLOPs per token: CPU {CPU_FLOPS_PER_THREAD:.1e} FLOP/s per thread "
         f"(measured, bench/results/demo.json), GPU {GPU_FLOPS:.0e} FLOP/s (assumed)",
     ]
+    if gptq:
+        notes.append(
+            f"GPTQ at {GPTQ_THREAD_SECONDS_PER_PARAMETER_TOKEN:.1e} CPU thread-seconds per "
+            "parameter and calibration token (measured on SmolLM2-135M; wide 7B Hessians "
+            "take about 2.7× longer per token; a GPU is far faster), the file priced as RTN's"
+        )
     if plan_data.n_tokens_basis == "bytes_estimate":
         notes.append(
             f"n estimated as {plan_data.tokens_per_byte:g} tokens per byte of text plus one "
@@ -1068,6 +1091,8 @@ def make_plan(
     delta: float = 0.05,
     heldout: bool = False,
     hyperparameter_configurations: int = 1,
+    gptq_configurations: int = 0,
+    calibration_tokens: int = 0,
     auto_grid: Sequence[tuple[int, int]] = (),
     losses: Sequence[float] = DEFAULT_LOSSES_BITS,
     spreads: Sequence[float] = DEFAULT_SPREADS_BITS2,
@@ -1082,7 +1107,8 @@ def make_plan(
     """The plan of a run of ``facts`` on ``data``: size, data, bound grid, needed n, cost.
 
     With ``auto_grid`` (``--bits auto``) the artifact is the grid's smallest and
-    ``hyperparameter_configurations`` its length (the run counts every configuration).
+    ``hyperparameter_configurations`` its length (the run counts every configuration);
+    ``gptq_configurations`` of them run GPTQ on ``calibration_tokens`` tokens.
     """
     if not evaluation.alphas:
         raise UsageError("the plan judges the bits bound: give at least one --alphas value")
@@ -1204,7 +1230,9 @@ def make_plan(
         model_on_hub=facts.hub,
         threads=threads,
         workers=workers,
-        configurations=len(auto_grid) if auto_grid else 1,
+        configurations=max(1, hyperparameter_configurations) if auto_grid else 1,
+        gptq_configurations=gptq_configurations,
+        calibration_tokens=calibration_tokens,
     )
     return Plan(
         model=facts.resolved.source,
@@ -1227,5 +1255,5 @@ def make_plan(
         best_bits_bound=min(s.bits_bound for s in scenarios),
         optimistic_bits_bound=optimistic,
         can_be_nonvacuous=optimistic < uniform,
-        assumptions=_assumptions(plan_data, losses, spreads),
+        assumptions=_assumptions(plan_data, losses, spreads, gptq=gptq_configurations > 0),
     )

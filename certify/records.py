@@ -592,7 +592,9 @@ DEFAULT_AUTO_GRID: tuple[tuple[int, int], ...] = (
 
 #: the quantizers (``QuantizationSettings.method``): round to nearest, Hessian-aware
 QUANTIZER_METHODS = ("rtn-groupwise", "gptq")
-#: GPTQ's default calibration size: 64 windows of 512 tokens (bench/quantize.py)
+#: GPTQ's default calibration size: 64 windows of 512 tokens. On the demo model (4 bits,
+#: groups of 128, act order) the held-out loss rose 7.3% with 8,192 tokens, 6.0% with
+#: 32,768 and 6.1% with 65,536 (bench/results/quantize.json): more costs time, not loss.
 DEFAULT_CALIBRATION_TOKENS = 32_768
 
 

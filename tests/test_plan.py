@@ -21,6 +21,7 @@ from certify.data import tokenize_source
 from certify.data.units import enumerate_units, weight_rule_for
 from certify.errors import CertifyError, InvalidInputError
 from certify.records import (
+    DEFAULT_AUTO_GRID,
     BoundInput,
     DataSource,
     EvaluationSettings,
@@ -553,3 +554,27 @@ def test_hopeless_message_names_the_bound_and_the_n(toy_model: Path, texts_dir: 
     message = cli_plan.hopeless_message(result)
     assert f"{result.optimistic_bits_bound:.3f}" in message
     assert "needs about n ≥" in message and "\n" not in message
+
+
+def test_gptq_is_priced(
+    toy_model: Path, texts_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A GPTQ artifact adds its calibration passes to the compress estimate; an RTN one
+    does not; --bits auto prices only the grid's GPTQ half."""
+    argv = ["plan", str(toy_model), "--dataset", str(texts_dir), "--json"]
+    seconds = {}
+    for name, extra in {
+        "rtn": ["--quantizer", "rtn"],
+        "gptq": ["--quantizer", "gptq", "--calibration-tokens", "4096"],
+        "auto": ["--bits", "auto", "--calibration-tokens", "4096"],
+    }.items():
+        assert run_cli([*argv, *extra]) == 0
+        result = json.loads(capsys.readouterr().out)
+        seconds[name] = result["cost"]["compress_seconds"]
+        parameters, threads = result["artifact"]["parameters"], result["cost"]["cpu_threads"]
+    one_gptq = parameters * 4096 * plan.GPTQ_THREAD_SECONDS_PER_PARAMETER_TOKEN / threads
+    assert seconds["gptq"] == pytest.approx(seconds["rtn"] + one_gptq, rel=1e-9)
+    grid = len(DEFAULT_AUTO_GRID)
+    assert seconds["auto"] == pytest.approx(
+        2 * grid * parameters / plan.COMPRESS_PARAMETERS_PER_SECOND + grid * one_gptq, rel=1e-9
+    )

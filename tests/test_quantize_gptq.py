@@ -336,3 +336,19 @@ def test_inverse_factor_peak_memory_is_two_copies() -> None:
     growth = json.loads(done.stdout.strip().splitlines()[-1])["growth"]
     copy_bytes = 8 * size * size
     assert growth < 2.6 * copy_bytes, (growth, copy_bytes)
+
+
+@pytest.mark.parametrize(("act_order", "transposed"), [(True, False), (True, True), (False, False)])
+def test_side_information_in_chunks_is_the_same(
+    monkeypatch: pytest.MonkeyPatch, act_order: bool, transposed: bool
+) -> None:
+    """Group ranges are read in bounded chunks (with act order nearly every group starts
+    in the first block); the chunk size must not change a single code."""
+    weights, hessian = _problem(48, 192, seed=9)
+    stored = np.ascontiguousarray(weights.T) if transposed else weights
+    whole = gptq_quantize_matrix(stored, hessian, 4, 32, act_order=act_order, transposed=transposed)
+    monkeypatch.setattr(certify.quantize.gptq, "_CHUNK_ELEMENTS", 3 * 32)  # 3 groups a chunk
+    chunked = gptq_quantize_matrix(
+        stored, hessian, 4, 32, act_order=act_order, transposed=transposed
+    )
+    assert chunked == whole

@@ -131,7 +131,7 @@ def test_header_records_the_settings(
     assert recorded["true_sequential"] is True
     assert recorded["rtn_tensors"] == ["model.embed_tokens.weight"]
     assert recorded["first_token_weight"] == 64.0
-    assert "rate_lambda" not in recorded
+    assert recorded["rate_lambda"] == 0.2  # rate-aware rounding by default
     assert header["libraries"]["torch"] == torch.__version__
     quantized_names = {t["name"] for t in header["tensors"] if t["encoding"] == "quantized"}
     assert quantized_names == set(result.gptq_tensors) | set(recorded["rtn_tensors"])

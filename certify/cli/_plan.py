@@ -32,6 +32,7 @@ from certify.container import check_settings
 from certify.errors import CertifyError, HopelessPlanError
 from certify.records import (
     DEFAULT_AUTO_GRID,
+    QUANTIZER_METHODS,
     EvaluationSettings,
     Plan,
     QuantizationSettings,
@@ -92,6 +93,8 @@ def plan_run(
         auto_grid=settings.auto_grid,
         # --bits auto counts every (quantizer, bits, group size) it tries
         hyperparameter_configurations=max(1, len(pipeline.search_grid(settings))),
+        gptq_configurations=_gptq_configurations(settings),
+        calibration_tokens=settings.calibration_tokens,
         losses=losses,
         spreads=spreads,
         target_bits=target_bits,
@@ -102,6 +105,14 @@ def plan_run(
         token=settings.token,
         endpoint=settings.endpoint,
     )
+
+
+def _gptq_configurations(settings: RunSettings) -> int:
+    """How many of the run's artifacts GPTQ makes (each is priced by the plan)."""
+    gptq = QUANTIZER_METHODS[1]
+    if settings.auto_grid:
+        return sum(method == gptq for method, _, _ in pipeline.search_grid(settings))
+    return int(settings.quantization.method == gptq)
 
 
 def hopeless_message(result: Plan) -> str:
@@ -340,6 +351,7 @@ def plan_command(
     bits: str = options.BITS,
     group_size: int = options.GROUP_SIZE,
     quantizer: str | None = options.QUANTIZER,
+    calibration_tokens: int = options.CALIBRATION_TOKENS,
     target_bits: float | None = typer.Option(
         None, "--target-bits", help="Also find the n that brings the bits bound to this value."
     ),
@@ -411,6 +423,7 @@ def plan_command(
         quantization=quantization,
         auto_grid=DEFAULT_AUTO_GRID if parsed_bits is None else (),
         auto_methods=auto_methods,
+        calibration_tokens=calibration_tokens,
         evaluation=evaluation,
         delta=delta,
         heldout=heldout,

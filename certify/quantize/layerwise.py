@@ -57,6 +57,7 @@ from certify.quantize.gptq import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_DAMPING,
     DEFAULT_FIRST_TOKEN_WEIGHT,
+    DEFAULT_RATE_LAMBDA,
     GPTQ_METHOD,
     GPTQNumericalError,
     check_gptq_options,
@@ -92,7 +93,7 @@ def gptq_settings(
     act_order: bool = DEFAULT_ACT_ORDER,
     true_sequential: bool = True,
     first_token_weight: float = DEFAULT_FIRST_TOKEN_WEIGHT,
-    rate_lambda: float | None = None,
+    rate_lambda: float | None = DEFAULT_RATE_LAMBDA,
     high_precision_bits: int = 8,
     high_precision_tensors: tuple[str, ...] = (),
 ) -> QuantizationSettings:

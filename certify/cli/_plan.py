@@ -83,6 +83,9 @@ def plan_run(
         settings.model, settings.model_revision, endpoint=settings.endpoint, token=settings.token
     )
     choice = pipeline.choose_dataset(settings, facts.resolved)
+    # --bits auto makes an artifact per (quantizer, bits, group size); a plain run one
+    grid = pipeline.search_grid(settings)
+    methods = [method for method, _, _ in grid] or [settings.quantization.method]
     return plan.make_plan(
         facts,
         pipeline.data_source(settings, choice),
@@ -91,9 +94,8 @@ def plan_run(
         delta=settings.delta,
         heldout=settings.heldout,
         auto_grid=settings.auto_grid,
-        # --bits auto counts every (quantizer, bits, group size) it tries
-        hyperparameter_configurations=max(1, len(pipeline.search_grid(settings))),
-        gptq_configurations=_gptq_configurations(settings),
+        hyperparameter_configurations=len(methods),
+        gptq_configurations=methods.count(QUANTIZER_METHODS[1]),
         calibration_tokens=settings.calibration_tokens,
         losses=losses,
         spreads=spreads,
@@ -105,14 +107,6 @@ def plan_run(
         token=settings.token,
         endpoint=settings.endpoint,
     )
-
-
-def _gptq_configurations(settings: RunSettings) -> int:
-    """How many of the run's artifacts GPTQ makes (each is priced by the plan)."""
-    gptq = QUANTIZER_METHODS[1]
-    if settings.auto_grid:
-        return sum(method == gptq for method, _, _ in pipeline.search_grid(settings))
-    return int(settings.quantization.method == gptq)
 
 
 def hopeless_message(result: Plan) -> str:

@@ -216,9 +216,15 @@ def _reversed_hessian(hessian: Any, order: Any, device: Any) -> Any:
 
     reverse = order.flip(0).to(hessian.device)
     h = hessian[reverse[:, None], reverse[None, :]].to(device=device, dtype=torch.float64)
-    diagonal = h.diagonal()
-    diagonal[diagonal == 0] = 1.0
+    h.diagonal().copy_(_live_diagonal(h.diagonal()))
     return h
+
+
+def _live_diagonal(diagonal: Any) -> Any:
+    """The Hessian's diagonal with dead inputs (never active: 0) counted as 1."""
+    import torch
+
+    return torch.where(diagonal == 0, 1.0, diagonal)
 
 
 def _inverse_cholesky(hessian: Any, order: Any, damping: float, device: Any) -> Any:
@@ -399,10 +405,8 @@ def gptq_quantize_matrix(
         else None
     )
 
-    if act_order:  # dead inputs (zero diagonal) count as 1, as in the factorization
-        order = torch.argsort(
-            torch.where(diagonal == 0, 1.0, diagonal), descending=True, stable=True
-        )
+    if act_order:
+        order = torch.argsort(_live_diagonal(diagonal), descending=True, stable=True)
         matrix = matrix[:, order]
     else:
         order = torch.arange(cols, device=device)

@@ -61,6 +61,8 @@ VARIANT_KEYS = (
     "true_sequential",
     "first_token_weight",
     "rate_lambda",
+    "scale_search_steps",
+    "scale_search_price",
     "damping",
     "high_precision_tensors",
     "high_precision_bits",
@@ -146,26 +148,37 @@ def stdlib_candidates() -> list[Path]:
     return ordered
 
 
-def token_arrays(gguf: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """(dataset stream, held-out stream, BOS id): documents + EOS, cached as .npy."""
+def token_arrays(gguf: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(dataset, held-out, validation streams, BOS id): documents + EOS, cached as .npy.
+
+    Held-out (the test text every target is judged on) and validation (the text
+    settings are chosen on, so that no choice is fitted to the test text) are the next
+    two runs of HELDOUT_FILES files after the demo sample, disjoint from it and each other.
+    """
     import demo
     from transformers import AutoTokenizer
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    data_path, heldout_path = CACHE / "dataset-tokens.npy", CACHE / "heldout-tokens.npy"
+    first = demo.SAMPLE_FILES
+    splits = {
+        CACHE / "dataset-tokens.npy": (0, first),
+        CACHE / "heldout-tokens.npy": (first, first + HELDOUT_FILES),
+        CACHE / "validation-tokens.npy": (first + HELDOUT_FILES, first + 2 * HELDOUT_FILES),
+    }
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    if not (data_path.is_file() and heldout_path.is_file()):
+    missing = [path for path in splits if not path.is_file()]
+    if missing:
         files = stdlib_candidates()
-        sample = files[: demo.SAMPLE_FILES]
-        heldout = files[demo.SAMPLE_FILES : demo.SAMPLE_FILES + HELDOUT_FILES]
-        for target, chosen in ((data_path, sample), (heldout_path, heldout)):
+        for target in missing:
+            start, stop = splits[target]
             ids: list[int] = []
-            for path in chosen:
+            for path in files[start:stop]:
                 ids.extend(tokenizer(path.read_text(), add_special_tokens=False)["input_ids"])
                 ids.append(tokenizer.eos_token_id)
             np.save(target, np.array(ids, dtype=np.int64))
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    return np.load(data_path), np.load(heldout_path), int(bos)
+    data, heldout, validation = (np.load(path) for path in splits)
+    return data, heldout, validation, int(bos)
 
 
 class ArrayStream:
@@ -218,15 +231,18 @@ def worker_smollm2(case: dict[str, Any]) -> dict[str, Any]:
 
     torch.manual_seed(0)
     gguf = smollm2_gguf()
-    dataset, heldout, bos = token_arrays(gguf)
+    dataset, heldout, validation, bos = token_arrays(gguf)
     result: dict[str, Any] = {"case": case, "torch_threads": torch.get_num_threads()}
     if case["method"] == "original":
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32
         ).eval()
         result.update(heldout_loss(model, heldout, bos, case["eval_tokens"]))
+        result["validation_loss_nats"] = validation_loss(model, validation, bos, case)
         result["parameters"] = sum(p.numel() for p in model.parameters())
         return result
+    if case["method"] == "source-grid":
+        return {**result, **source_grid(gguf)}
     with tempfile.TemporaryDirectory(prefix="bench-quantize-") as scratch:
         out = Path(scratch) / "model.certz"
         with Measure() as measured:
@@ -280,7 +296,71 @@ def worker_smollm2(case: dict[str, Any]) -> dict[str, Any]:
         )
         model = load_model(out)
         result.update(heldout_loss(model, heldout, bos, case["eval_tokens"]))
+        result["validation_loss_nats"] = validation_loss(model, validation, bos, case)
     return result
+
+
+def source_grid(gguf: Path, group: int = 32, bits: int = 4) -> dict[str, Any]:
+    """Is the demo model already 4-bit? Per 2-D tensor, the largest error (relative to
+    the tensor's largest weight) of a float-affine ``bits``-bit grid per ``group`` values
+    (scale (max − min) / 15, float minimum: GGUF Q4_1's form), and the mean relative
+    error of certify's RTN at the same bits and groups (log-grid scale, integer zero)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from certify.quantize import dequantize, quantize_tensor
+
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    ).eval()
+    steps = (1 << bits) - 1
+    tensors: dict[str, dict[str, float]] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.ndim != 2 or name in tensors:
+            continue
+        weights = parameter.detach().numpy()
+        grouped = weights.reshape(-1, group).astype(np.float64)
+        low = grouped.min(axis=1, keepdims=True)
+        scale = (grouped.max(axis=1, keepdims=True) - low) / steps
+        scale[scale == 0] = 1.0
+        affine = np.rint((grouped - low) / scale) * scale + low
+        rtn = dequantize(quantize_tensor(weights, bits, group)).astype(np.float64)
+        tensors[name] = {
+            "float_affine_max_error": float(np.abs(affine - grouped).max() / np.abs(grouped).max()),
+            "certify_rtn_mean_error": float(
+                np.abs(rtn - weights).mean() / np.abs(weights.astype(np.float64)).mean()
+            ),
+        }
+    return summarise_source_grid(tensors, bits, group)
+
+
+def summarise_source_grid(
+    tensors: dict[str, dict[str, float]], bits: int, group: int
+) -> dict[str, Any]:
+    """Counts and extremes of :func:`source_grid`'s per-tensor errors."""
+    exact = [name for name, t in tensors.items() if t["float_affine_max_error"] < 1e-6]
+    return {
+        "bits": bits,
+        "group_size": group,
+        "tensors_2d": len(tensors),
+        "tensors_on_a_float_affine_grid": len(exact),
+        "not_on_the_grid": {
+            name: tensors[name]["float_affine_max_error"]
+            for name in sorted(set(tensors) - set(exact))
+        },
+        "float_affine_max_error_on_grid_tensors": max(
+            tensors[name]["float_affine_max_error"] for name in exact
+        ),
+        "certify_rtn_mean_error_range": [
+            min(t["certify_rtn_mean_error"] for t in tensors.values()),
+            max(t["certify_rtn_mean_error"] for t in tensors.values()),
+        ],
+    }
+
+
+def validation_loss(model: Any, validation: np.ndarray, bos: int, case: dict[str, Any]) -> float:
+    """Loss on the validation text (what settings are chosen on), as many tokens as the test."""
+    return heldout_loss(model, validation, bos, case["eval_tokens"])["loss_nats"]
 
 
 def write_llama7b(folder: Path, layers: int) -> int:
@@ -415,7 +495,10 @@ def smollm2_cases(quick: bool, calibration_tokens: int, eval_tokens: int) -> lis
     grid = (
         [(4, 128)] if quick else [(b, g) for b in sorted(BITS, reverse=True) for g in GROUPS[::-1]]
     )
-    cases: list[dict[str, Any]] = [{**base, "method": "original"}]
+    cases: list[dict[str, Any]] = [
+        {**base, "method": "original"},
+        {"model": "smollm2", "method": "source-grid"},
+    ]
     cases += [{**base, "method": "rtn", "bits": b, "group_size": g} for b, g in grid]
     gptq = {**base, "method": "gptq", "calibration_tokens": calibration_tokens}
     cases += [{**gptq, "bits": b, "group_size": g} for b, g in grid]
@@ -432,79 +515,144 @@ def smollm2_cases(quick: bool, calibration_tokens: int, eval_tokens: int) -> lis
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """The targets of issue 14, from the SmolLM2 cases."""
+    """The targets of issue 14, from the SmolLM2 cases.
+
+    ``rtn`` judges RTN's grid; ``gptq`` judges the GPTQ cases run with today's defaults
+    (:func:`runs_defaults`), whatever grid point they are; ``gptq_natural_order`` keeps
+    the first GPTQ grid (natural order, no rate-aware rounding: the defaults of its time).
+    """
     smol = [r for r in results if r["case"].get("model") == "smollm2"]
     original = next((r for r in smol if r["case"]["method"] == "original"), None)
     if original is None:
         return {}
     base = original["loss_nats"]
-    summary: dict[str, Any] = {"original_loss_nats": base}
+    summary: dict[str, Any] = {
+        "original_loss_nats": base,
+        "original_validation_loss_nats": original.get("validation_loss_nats"),
+    }
 
     def plain(r: dict[str, Any]) -> bool:
-        c = r["case"]
-        return not any(k in c for k in VARIANT_KEYS)
+        return not any(k in r["case"] for k in VARIANT_KEYS)
 
-    for method in ("rtn", "gptq"):
-        rows = [r for r in smol if r["case"]["method"] == method and plain(r)]
-        default_tokens = max((r["case"].get("calibration_tokens", 0) for r in rows), default=0)
-        if method == "gptq":
-            counts = [r["case"]["calibration_tokens"] for r in rows]
-            default_tokens = max(set(counts), key=counts.count) if counts else 0
-            rows = [r for r in rows if r["case"]["calibration_tokens"] == default_tokens]
-        four = next(
-            (r for r in rows if r["case"]["bits"] == 4 and r["case"]["group_size"] == 128), None
+    from certify.records import DEFAULT_CALIBRATION_TOKENS
+
+    groups = {
+        "rtn": [r for r in smol if r["case"]["method"] == "rtn" and plain(r)],
+        "gptq": [r for r in smol if r["case"]["method"] == "gptq" and runs_defaults(r)],
+        "gptq_natural_order": [
+            r
+            for r in smol
+            if r["case"]["method"] == "gptq"
+            and plain(r)
+            and r["case"]["calibration_tokens"] == DEFAULT_CALIBRATION_TOKENS
+        ],
+    }
+    for name, rows in groups.items():
+        summary[name] = _targets(
+            rows, base, original.get("validation_loss_nats"), timed=name != "rtn"
         )
-        within = [r for r in rows if r["loss_nats"] <= 1.03 * base]
-        smallest = min(within, key=lambda r: r["bits_per_parameter"]) if within else None
-        entry: dict[str, Any] = {
-            "loss_rise_4bit_g128": four["loss_nats"] / base - 1 if four else None,
-            "target_4bit_g128_rise_at_most_5pct": bool(four and four["loss_nats"] <= 1.05 * base),
-            "smallest_file_within_3pct": (
-                {
-                    "bits": smallest["case"]["bits"],
-                    "group_size": smallest["case"]["group_size"],
-                    "bits_per_parameter": smallest["bits_per_parameter"],
-                    "loss_rise": smallest["loss_nats"] / base - 1,
-                }
-                if smallest
-                else None
-            ),
-            "target_smallest_within_3pct_at_most_3.6_bits": bool(
-                smallest and smallest["bits_per_parameter"] <= 3.6
-            ),
-        }
-        if method == "gptq":
-            entry["calibration_tokens"] = default_tokens
-            seconds = [r["wall_seconds"] for r in rows]
-            cpu = [r["cpu_seconds"] for r in rows]
-            entry["quantize_compress_wall_seconds_max"] = max(seconds) if seconds else None
-            entry["quantize_compress_cpu_seconds_max"] = max(cpu) if cpu else None
-            entry["target_under_10_minutes_wall"] = bool(seconds and max(seconds) < 600)
-        summary[method] = entry
     summary["gptq_defaults"] = _defaults_entry(smol, base)
+    grid = next((r for r in smol if r["case"]["method"] == "source-grid"), None)
+    if grid is not None:
+        summary["source_grid"] = {k: v for k, v in grid.items() if k != "case"}
     return summary
 
 
-def _defaults_entry(smol: list[dict[str, Any]], base: float) -> dict[str, Any] | None:
-    """The 4-bit / groups-of-128 GPTQ case run with today's defaults (act order,
-    DEFAULT_RATE_LAMBDA, the default calibration size), however its case was written."""
-    from certify.quantize.gptq import DEFAULT_ACT_ORDER, DEFAULT_RATE_LAMBDA
+def _targets(
+    rows: list[dict[str, Any]], base: float, validation_base: float | None, timed: bool
+) -> dict[str, Any]:
+    """Issue 14's three targets over ``rows`` (one method, one set of options); a grid
+    point measured twice (the same computation under two case spellings) counts once,
+    the later row (which has the validation loss) kept."""
+    rows = list({(r["case"]["bits"], r["case"]["group_size"]): r for r in rows}.values())
+    four = next((r for r in rows if (r["case"]["bits"], r["case"]["group_size"]) == (4, 128)), None)
+    within = [r for r in rows if r["loss_nats"] <= 1.03 * base]
+    smallest = min(within, key=lambda r: r["bits_per_parameter"]) if within else None
+    entry: dict[str, Any] = {
+        "grid": sorted(
+            [
+                {
+                    "bits": r["case"]["bits"],
+                    "group_size": r["case"]["group_size"],
+                    "bits_per_parameter": r["bits_per_parameter"],
+                    "loss_rise": r["loss_nats"] / base - 1,
+                    **(
+                        {"validation_loss_rise": r["validation_loss_nats"] / validation_base - 1}
+                        if validation_base and "validation_loss_nats" in r
+                        else {}
+                    ),
+                }
+                for r in rows
+            ],
+            key=lambda g: g["bits_per_parameter"],
+        ),
+        "loss_rise_4bit_g128": four["loss_nats"] / base - 1 if four else None,
+        "target_4bit_g128_rise_at_most_5pct": bool(four and four["loss_nats"] <= 1.05 * base),
+        "smallest_file_within_3pct": (
+            {
+                "bits": smallest["case"]["bits"],
+                "group_size": smallest["case"]["group_size"],
+                "bits_per_parameter": smallest["bits_per_parameter"],
+                "loss_rise": smallest["loss_nats"] / base - 1,
+            }
+            if smallest
+            else None
+        ),
+        "target_smallest_within_3pct_at_most_3.6_bits": bool(
+            smallest and smallest["bits_per_parameter"] <= 3.6
+        ),
+    }
+    if timed:
+        seconds = [r["wall_seconds"] for r in rows]
+        entry["quantize_compress_wall_seconds_max"] = max(seconds) if seconds else None
+        entry["quantize_compress_cpu_seconds_max"] = (
+            max(r["cpu_seconds"] for r in rows) if rows else None
+        )
+        entry["target_under_10_minutes_wall"] = bool(seconds and max(seconds) < 600)
+    return entry
+
+
+def default_options() -> dict[str, Any]:
+    """gptq_settings' defaults for the options a case may set (absent/0/() alike)."""
+    import inspect
+
+    from certify.quantize import gptq_settings
     from certify.records import DEFAULT_CALIBRATION_TOKENS
 
-    wanted = {
-        "act_order": DEFAULT_ACT_ORDER,
-        "rate_lambda": DEFAULT_RATE_LAMBDA,
-        "calibration_tokens": DEFAULT_CALIBRATION_TOKENS,
-    }
-    for row in smol:
+    parameters = inspect.signature(gptq_settings).parameters
+    defaults = {key: parameters[key].default for key in VARIANT_KEYS if key in parameters}
+    defaults["calibration_tokens"] = DEFAULT_CALIBRATION_TOKENS
+    return defaults
+
+
+def runs_defaults(row: dict[str, Any]) -> bool:
+    """Whether a GPTQ row ran with today's defaults, judged by the options it recorded
+    (rows from before bench/quantize.py recorded them do not count)."""
+    recorded = row.get("gptq_options")
+    if recorded is None:
+        return False
+
+    def same(a: Any, b: Any) -> bool:
+        empty = (None, 0, 0.0, (), [])
+        return (a in empty and b in empty) or (list(a) if isinstance(a, tuple) else a) == (
+            list(b) if isinstance(b, tuple) else b
+        )
+
+    return all(same(recorded.get(key), value) for key, value in default_options().items())
+
+
+def _defaults_entry(smol: list[dict[str, Any]], base: float) -> dict[str, Any] | None:
+    """The 4-bit / groups-of-128 GPTQ case run with today's defaults (the latest)."""
+    for row in reversed(smol):
         case = row["case"]
         if case["method"] != "gptq" or (case["bits"], case["group_size"]) != (4, 128):
             continue
-        others = {k for k in VARIANT_KEYS if k in case} - set(wanted)
-        if not others and all(case.get(k) == v for k, v in wanted.items()):
+        if runs_defaults(row):
             return {
                 "case": case,
+                "options": row["gptq_options"],
                 "loss_rise": row["loss_nats"] / base - 1,
+                "validation_loss_nats": row.get("validation_loss_nats"),
                 "bits_per_parameter": row["bits_per_parameter"],
                 "wall_seconds": row["wall_seconds"],
                 "target_4bit_g128_rise_at_most_5pct": row["loss_nats"] <= 1.05 * base,
@@ -560,7 +708,11 @@ def main(argv: list[str] | None = None) -> int:
     cases += [json.loads(text) for text in args.case]
     for case in cases:
         key = case_key(case)
-        if key in results or (args.only and args.only not in key):
+        # the original's validation loss is needed to compare any case on validation text
+        stale = case.get("method") == "original" and "validation_loss_nats" not in results.get(
+            key, {}
+        )
+        if (key in results and not stale) or (args.only and args.only not in key):
             continue
         print(f"running {key}", file=sys.stderr, flush=True)
         result = run_case(case)
@@ -569,7 +721,13 @@ def main(argv: list[str] | None = None) -> int:
             "  "
             + ", ".join(
                 f"{name} {result[name]:.4g}"
-                for name in ("loss_nats", "bits_per_parameter", "wall_seconds", "cpu_seconds")
+                for name in (
+                    "loss_nats",
+                    "validation_loss_nats",
+                    "bits_per_parameter",
+                    "wall_seconds",
+                    "cpu_seconds",
+                )
                 if isinstance(result.get(name), float | int)
             ),
             file=sys.stderr,

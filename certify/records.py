@@ -238,7 +238,7 @@ class QuantizationSettings:
     :mod:`certify.quantize.gptq`). The fields after ``high_precision_tensors`` belong to
     GPTQ only: they are None (and absent from :func:`to_dict`, so RTN headers keep their
     exact form) unless ``method == "gptq"``, which needs all of them except
-    ``rate_lambda``. docs/FORMAT.md, "GPTQ settings", defines each.
+    ``rate_lambda`` and ``scale_search_*``. docs/FORMAT.md, "GPTQ settings", defines each.
     """
 
     method: str = "rtn-groupwise"
@@ -259,6 +259,10 @@ class QuantizationSettings:
     first_token_weight: float | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: rate-aware rounding weight (bits of code length per squared step); absent = 0
     rate_lambda: float | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: grid scales around RTN's tried per group by weighted rounding error; absent = 0
+    scale_search_steps: int | None = field(default=None, metadata={OMIT_IF_NONE: True})
+    #: the search's price of a bit, relative to the bits-neutral price; absent = 0
+    scale_search_price: float | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: where the calibration tokens came from (a dataset source string)
     calibration_source: str | None = field(default=None, metadata={OMIT_IF_NONE: True})
     #: sha256 of the calibration tokens (little-endian int64, windows x window_tokens)

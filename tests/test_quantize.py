@@ -18,6 +18,7 @@ from certify.quantize import (
     quantize_tensor,
     scale_grid,
 )
+from certify.quantize.rtn import needed_scales, pick_scale_exponent, search_group_parameters
 
 
 def _per_element(q: QuantizedTensor, per_group: np.ndarray) -> np.ndarray:
@@ -147,3 +148,113 @@ def test_huge_or_non_numeric_weights() -> None:
         quantize_tensor(np.array([3e38, -3e38], dtype=np.float32), 4, 2)
     with pytest.raises(InvalidInputError, match="weights"):
         quantize_tensor(np.array(["a", "b"]), 4, 2)
+
+
+def _weighted_errors(
+    values: np.ndarray, importance: np.ndarray, codes: np.ndarray, zeros: np.ndarray, bits: int
+) -> np.ndarray:
+    """Per group Σ importance · (value − decoded)², decoded with the given parameters."""
+    exponent = _exponent_of(values, bits)
+    scales = scale_grid(exponent)[codes][:, None].astype(np.float32)
+    q = np.clip(np.rint(values / scales) + zeros[:, None], 0, (1 << bits) - 1)
+    decoded = ((q - zeros[:, None]) * scales).astype(np.float32)
+    return np.asarray((importance * (values - decoded) ** 2).sum(axis=1, dtype=np.float64))
+
+
+def _exponent_of(values: np.ndarray, bits: int) -> int:
+    return pick_scale_exponent(needed_scales(values.min(axis=1), values.max(axis=1), bits, False))
+
+
+def _heavy_tailed_groups(groups: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    values = (rng.standard_t(3, (groups, size)) * 0.02).astype(np.float32)
+    importance = rng.gamma(1.0, 1.0, (groups, size)).astype(np.float32)
+    return values, importance
+
+
+def test_scale_search_without_steps_is_rtns_rule() -> None:
+    values, importance = _heavy_tailed_groups(64, 128, seed=1)
+    exponent = _exponent_of(values, 4)
+    codes, zeros = search_group_parameters(values, importance, 4, False, exponent, 0)
+    rtn = quantize_tensor(values, 4, 128)
+    assert rtn.scale_exponent == exponent
+    assert np.array_equal(codes, rtn.scale_codes) and np.array_equal(zeros, rtn.zero_points)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_scale_search_never_loses_to_rtn_and_usually_wins(bits: int) -> None:
+    values, importance = _heavy_tailed_groups(256, 128, seed=bits)
+    exponent = _exponent_of(values, bits)
+    rtn = search_group_parameters(values, importance, bits, False, exponent, 0)
+    searched = search_group_parameters(values, importance, bits, False, exponent, 8)
+    before = _weighted_errors(values, importance, *rtn, bits)
+    after = _weighted_errors(values, importance, *searched, bits)
+    assert (after <= before).all()
+    assert after.sum() < 0.9 * before.sum()  # heavy tails: clipping the extremes pays
+    assert (searched[0] <= rtn[0]).all() and (searched[0] >= rtn[0].astype(int) - 8).all()
+    assert ((searched[1] >= 0) & (searched[1] <= (1 << bits) - 1)).all()
+
+
+def test_scale_search_follows_the_importance() -> None:
+    """An outlier that does not matter is clipped; one that matters keeps its range."""
+    values = np.array([[-1.0, -0.1, 0.0, 0.1, 0.2, 0.3, 0.35, 3.0]], dtype=np.float32)
+    exponent = _exponent_of(values, 2)
+    rtn_code = search_group_parameters(values, np.ones_like(values), 2, False, exponent, 0)[0]
+    ignored = np.array([[1, 9, 9, 9, 9, 9, 9, 0.0]], dtype=np.float32)
+    vital = np.array([[1, 1, 1, 1, 1, 1, 1, 1e6]], dtype=np.float32)
+    outlier_only = np.array([[0, 0, 0, 0, 0, 0, 0, 1.0]], dtype=np.float32)
+    chosen = {
+        name: search_group_parameters(values, weights, 2, False, exponent, 16)
+        for name, weights in (("ignored", ignored), ("vital", vital))
+    }
+    assert chosen["ignored"][0][0] < rtn_code[0]
+    clipped = _weighted_errors(values, outlier_only, *chosen["ignored"], 2)[0]
+    kept = _weighted_errors(values, outlier_only, *chosen["vital"], 2)[0]
+    assert clipped > 1.0 and kept < 0.01  # squared error of the 3.0
+
+
+def test_scale_search_symmetric_keeps_the_zero_point() -> None:
+    values, importance = _heavy_tailed_groups(32, 64, seed=7)
+    exponent = pick_scale_exponent(
+        needed_scales(values.min(axis=1), values.max(axis=1), 4, symmetric=True)
+    )
+    codes, zeros = search_group_parameters(values, importance, 4, True, exponent, 8)
+    assert (zeros == 8).all() and codes.dtype == np.uint8
+
+
+def test_scale_search_bad_input() -> None:
+    values = np.zeros((2, 4), dtype=np.float32)
+    with pytest.raises(InvalidInputError, match="scale_search_steps"):
+        search_group_parameters(values, values, 4, False, -20, -1)
+    with pytest.raises(InvalidInputError, match="importance"):
+        search_group_parameters(values, values[:1], 4, False, -20, 2)
+    # all-zero groups: every candidate decodes exactly, RTN's choice is kept
+    codes, zeros = search_group_parameters(values, np.ones_like(values), 4, False, -20, 8)
+    assert (codes == 0).all() and (zeros == 0).all()
+
+
+def test_scale_search_with_a_bit_price_spends_fewer_bits() -> None:
+    """Priced, the search may also take larger scales; a high price buys fewer bits."""
+    values, importance = _heavy_tailed_groups(256, 128, seed=11)
+    exponent = _exponent_of(values, 4)
+    rtn_codes, rtn_zeros = search_group_parameters(values, importance, 4, False, exponent, 0)
+    # code lengths: short near the centre (zero), long at the ends, as in real weights
+    code_bits = np.minimum(np.arange(16), 16 - np.arange(16)).astype(np.float32) + 1.0
+
+    def bits_of(codes: np.ndarray, zeros: np.ndarray) -> float:
+        scales = scale_grid(exponent)[codes][:, None]
+        q = np.clip(np.rint(values / scales) + zeros[:, None], 0, 15)
+        return float(code_bits[(q - zeros[:, None]).astype(np.int64) % 16].sum())
+
+    free = search_group_parameters(values, importance, 4, False, exponent, 8)
+    priced = search_group_parameters(
+        values, importance, 4, False, exponent, 8, code_bits=code_bits, bit_price=1.0
+    )
+    assert bits_of(*priced) < bits_of(rtn_codes, rtn_zeros) < bits_of(*free)
+    assert (priced[0] > rtn_codes).any()
+    with pytest.raises(InvalidInputError, match="bit_price"):
+        search_group_parameters(values, importance, 4, False, exponent, 8, bit_price=1.0)
+    with pytest.raises(InvalidInputError, match="bit_price"):
+        search_group_parameters(
+            values, importance, 4, False, exponent, 8, code_bits=code_bits, bit_price=-1.0
+        )

@@ -180,6 +180,49 @@ def test_deterministic_and_inputs_untouched() -> None:
     assert np.array_equal(weights, before_w) and np.array_equal(hessian, before_h)
 
 
+def _code_entropy_bits(q: QuantizedTensor) -> float:
+    """Empirical entropy (bits per value) of the codes centred on their zero points."""
+    zero = np.repeat(q.group_zero_points(), q.group_size)[: q.numel].astype(np.int64)
+    counts = np.bincount((q.codes - zero) % (1 << q.bits), minlength=1 << q.bits)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+@pytest.mark.parametrize("act_order", [False, True])
+def test_scale_search_trades_error_and_bits(act_order: bool) -> None:
+    """Price 0 buys a lower layer error with bits; the bits-neutral price 1 sells
+    error for bits; steps 0 is exactly the plain quantizer."""
+    weights, hessian = _problem(64, 256, seed=8)
+    rng = np.random.default_rng(8)
+    weights *= rng.standard_t(3, weights.shape).astype(np.float32)  # heavy tails, like LLMs
+    plain = gptq_quantize_matrix(weights, hessian, 3, 64, act_order=act_order)
+    assert plain == gptq_quantize_matrix(
+        weights, hessian, 3, 64, act_order=act_order, scale_search_steps=0
+    )
+    results = {
+        price: gptq_quantize_matrix(
+            weights,
+            hessian,
+            3,
+            64,
+            act_order=act_order,
+            scale_search_steps=8,
+            scale_search_price=price,
+        )
+        for price in (0.0, 1.0)
+    }
+    error = {
+        key: layer_output_error(weights, dequantize(q), hessian)
+        for key, q in (("plain", plain), *results.items())
+    }
+    entropy = {key: _code_entropy_bits(q) for key, q in (("plain", plain), *results.items())}
+    assert error[0.0] < 0.9 * error["plain"] and entropy[0.0] > entropy["plain"]
+    assert entropy[1.0] < entropy["plain"] - 0.1 and error[1.0] > error["plain"]
+    # price 0 shrinks scales (finer steps, clipped extremes); price 1 grows them
+    mean_code = {key: float(q.scale_codes.mean()) for key, q in results.items()}
+    assert mean_code[0.0] < float(plain.scale_codes.mean()) < mean_code[1.0]
+
+
 def test_block_size_only_regroups_the_updates() -> None:
     """Lazy batches reorganise the updates exactly (up to float rounding) when every
     group starts at a block start (here: one group per row)."""
@@ -195,13 +238,7 @@ def test_rate_aware_rounding() -> None:
     assert gptq_quantize_matrix(weights, hessian, 4, 64, rate_lambda=0.0) == plain
     rated = gptq_quantize_matrix(weights, hessian, 4, 64, rate_lambda=0.3)
 
-    def entropy_bits(q: QuantizedTensor) -> float:
-        zero = np.repeat(q.group_zero_points(), q.group_size)[: q.numel].astype(np.int64)
-        counts = np.bincount((q.codes - zero) % 16, minlength=16)
-        p = counts[counts > 0] / counts.sum()
-        return float(-(p * np.log2(p)).sum())
-
-    assert entropy_bits(rated) < entropy_bits(plain)
+    assert _code_entropy_bits(rated) < _code_entropy_bits(plain)
     rated_error = layer_output_error(weights, dequantize(rated), hessian)
     rtn_error = layer_output_error(weights, dequantize(quantize_tensor(weights, 4, 64)), hessian)
     assert rated_error < rtn_error
@@ -270,6 +307,20 @@ def test_settings_checks() -> None:
         check_quantization_settings(_gptq_settings(compute_device="tpu"))
     with pytest.raises(InvalidInputError, match="rate_lambda"):
         check_quantization_settings(_gptq_settings(rate_lambda=-1.0))
+    check_quantization_settings(_gptq_settings(scale_search_steps=8))
+    for bad in (-1, 65, 2.5, True):
+        with pytest.raises(InvalidInputError, match="scale_search_steps"):
+            check_quantization_settings(_gptq_settings(scale_search_steps=bad))
+    with pytest.raises(InvalidInputError, match=r"takes no scale_search_steps"):
+        check_quantization_settings(QuantizationSettings(scale_search_steps=8))
+    check_quantization_settings(_gptq_settings(scale_search_steps=8, scale_search_price=0.5))
+    for bad_price in (-1.0, True):
+        with pytest.raises(InvalidInputError, match="scale_search_price"):
+            check_quantization_settings(
+                _gptq_settings(scale_search_steps=8, scale_search_price=bad_price)
+            )
+    with pytest.raises(InvalidInputError, match=r"scale_search_price.*no search"):
+        check_quantization_settings(_gptq_settings(scale_search_price=1.0))
 
 
 def test_library_versions_of_each_method() -> None:

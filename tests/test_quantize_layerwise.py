@@ -105,6 +105,27 @@ def test_round_trip_logits_are_bit_exact(
     assert verify_artifact(tmp_path / "m.certz") == record.decoded_weights_sha256
 
 
+def test_scale_search_round_trips_and_is_recorded(
+    toy_model_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    """With the scale search on, the file still decodes bit-exactly to the model the
+    codes define, and the header (schema-checked on read) records both settings."""
+    folder = toy_model_factory("llama", tie=False)
+    batch = _calibration(_vocab(folder))
+    resolved = resolve_model(str(folder))
+    settings = gptq_settings(4, GROUP, batch, scale_search_steps=4, scale_search_price=0.5)
+    with gptq_quantize_model(resolved, settings, batch) as result:
+        compress_model(resolved, result.settings, tmp_path / "m.certz", quantizer=result.quantizer)
+        in_memory = _dequantized_in_memory(folder, result.quantizer, 4)
+    recorded = read_header(tmp_path / "m.certz")["quantization"]
+    assert (recorded["scale_search_steps"], recorded["scale_search_price"]) == (4, 0.5)
+    tokens = torch.from_numpy(batch.tokens[:4].copy())
+    with torch.no_grad():
+        assert torch.equal(
+            load_model(tmp_path / "m.certz")(tokens).logits, in_memory(tokens).logits
+        )
+
+
 def test_header_records_the_settings(
     quantized: tuple[Path, CalibrationBatch, GPTQResult], tmp_path: Path
 ) -> None:
@@ -132,6 +153,7 @@ def test_header_records_the_settings(
     assert recorded["rtn_tensors"] == ["model.embed_tokens.weight"]
     assert recorded["first_token_weight"] == 64.0
     assert recorded["rate_lambda"] == 0.2  # rate-aware rounding by default
+    assert "scale_search_steps" not in recorded  # no scale search by default (measured)
     assert header["libraries"]["torch"] == torch.__version__
     quantized_names = {t["name"] for t in header["tensors"] if t["encoding"] == "quantized"}
     assert quantized_names == set(result.gptq_tensors) | set(recorded["rtn_tensors"])

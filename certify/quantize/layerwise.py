@@ -58,6 +58,7 @@ from certify.quantize.gptq import (
     DEFAULT_DAMPING,
     DEFAULT_FIRST_TOKEN_WEIGHT,
     DEFAULT_RATE_LAMBDA,
+    DEFAULT_SCALE_SEARCH_STEPS,
     GPTQ_METHOD,
     GPTQNumericalError,
     check_gptq_options,
@@ -94,6 +95,8 @@ def gptq_settings(
     true_sequential: bool = True,
     first_token_weight: float = DEFAULT_FIRST_TOKEN_WEIGHT,
     rate_lambda: float | None = DEFAULT_RATE_LAMBDA,
+    scale_search_steps: int = DEFAULT_SCALE_SEARCH_STEPS,
+    scale_search_price: float = 0.0,
     high_precision_bits: int = 8,
     high_precision_tensors: tuple[str, ...] = (),
 ) -> QuantizationSettings:
@@ -115,6 +118,8 @@ def gptq_settings(
         true_sequential=true_sequential,
         first_token_weight=float(first_token_weight),
         rate_lambda=None if not rate_lambda else float(rate_lambda),
+        scale_search_steps=scale_search_steps or None,
+        scale_search_price=float(scale_search_price) if scale_search_price else None,
         calibration_source=calibration.source,
         calibration_sha256=calibration.sha256,
         calibration_seed=calibration.seed,
@@ -740,6 +745,8 @@ def _gptq_and_spool(
             act_order=bool(settings.act_order),
             transposed=transposed,
             rate_lambda=float(settings.rate_lambda or 0.0),
+            scale_search_steps=int(settings.scale_search_steps or 0),
+            scale_search_price=float(settings.scale_search_price or 0.0),
             device=device,
         )
     except GPTQNumericalError:

@@ -181,20 +181,6 @@ def token_arrays(gguf: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return data, heldout, validation, int(bos)
 
 
-class ArrayStream:
-    """A token stream over an array: what certify.data.TokenShards offers calibration."""
-
-    def __init__(self, tokens: np.ndarray) -> None:
-        self.tokens = tokens
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.tokens.size)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.tokens[start:stop]
-
-
 def heldout_loss(model: Any, heldout: np.ndarray, bos: int, tokens: int) -> dict[str, float]:
     """Mean next-token loss (nats) over windows [BOS, 511 held-out tokens], all scored."""
     import torch
@@ -223,7 +209,7 @@ def worker_smollm2(case: dict[str, Any]) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from certify.calibration import draw_calibration_windows
+    from certify.calibration import TokenArray, draw_calibration_windows
     from certify.container import compress_model, inspect_artifact, load_model
     from certify.models import resolve_model
     from certify.quantize import gptq_quantize_model, gptq_settings
@@ -253,7 +239,7 @@ def worker_smollm2(case: dict[str, Any]) -> dict[str, Any]:
                 gptq_seconds = None
             else:
                 batch = draw_calibration_windows(
-                    ArrayStream(dataset),
+                    TokenArray(dataset),
                     seed=SEED,
                     source="bench/demo.py stdlib sample",
                     total_tokens=case["calibration_tokens"],

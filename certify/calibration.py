@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_CALIBRATION_TOKENS",
     "DEFAULT_WINDOW_TOKENS",
     "CalibrationBatch",
+    "TokenArray",
     "TokenStream",
     "calibration_batch",
     "calibration_sha256",
@@ -52,6 +53,23 @@ class TokenStream(Protocol):
     def read(self, start: int, stop: int) -> np.ndarray:
         """Tokens ``[start, stop)`` as an integer array."""
         ...
+
+
+@dataclass(frozen=True, eq=False)
+class TokenArray:
+    """A token array read as a :class:`TokenStream` (e.g. sampled mode's drawn windows,
+    concatenated, or a benchmark's text already tokenized)."""
+
+    tokens: np.ndarray
+
+    @property
+    def n_tokens(self) -> int:
+        """Number of tokens in the array."""
+        return int(self.tokens.size)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Tokens ``[start, stop)`` (a view, not a copy)."""
+        return self.tokens[start:stop]
 
 
 @dataclass(frozen=True, eq=False)

@@ -71,6 +71,7 @@ from certify.bound import bound_result_to_dict, compute_bound, perplexity_bound
 from certify.calibration import (
     DEFAULT_WINDOW_TOKENS,
     CalibrationBatch,
+    TokenArray,
     calibration_batch,
     check_heldout_calibration,
     draw_calibration_windows,
@@ -605,20 +606,6 @@ def sample_tokens(
     return SampledTokens(data=drawn, seed_inputs=inputs)
 
 
-@dataclasses.dataclass(frozen=True)
-class _ArrayStream:
-    """A token array read as a stream (sampled mode's drawn windows, concatenated)."""
-
-    tokens: np.ndarray
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.tokens.size)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.tokens[start:stop]
-
-
 def calibration_data(settings: RunSettings, choice: DatasetChoice) -> DataSource:
     """GPTQ's calibration text: ``--calibration`` (read whole, with the run's reading
     options), else the run's own dataset as the run reads it."""
@@ -652,7 +639,7 @@ def draw_calibration(
     """
     bos = bos_token_id(tokenizer)
     windows = -(-total_tokens // DEFAULT_WINDOW_TOKENS)
-    stream: TokenShards | _ArrayStream
+    stream: TokenShards | TokenArray
     if resolve_mode(dataset) == "sampled":
         units = unit_list(dataset, tokenizer, token=token, endpoint=endpoint)
         unit_seed = derive_seed({"seed": seed, "stream": "calibration"})
@@ -672,7 +659,7 @@ def draw_calibration(
             token=token,
             endpoint=endpoint,
         )
-        stream, fingerprint = _ArrayStream(drawn.windows.tokens), drawn.record.draws_sha256
+        stream, fingerprint = TokenArray(drawn.windows.tokens), drawn.record.draws_sha256
     else:
         stream = cached_tokens(
             dataset, tokenizer, cache, token=token, endpoint=endpoint, progress=progress

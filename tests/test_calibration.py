@@ -9,6 +9,7 @@ import pytest
 
 import certify.calibration
 from certify.calibration import (
+    TokenArray,
     calibration_batch,
     calibration_sha256,
     check_heldout_calibration,
@@ -155,3 +156,13 @@ def test_heldout_with_in_data_calibration_is_refused() -> None:
     check_heldout_calibration(True, "b" * 64, data)  # other calibration data: allowed
     check_heldout_calibration(True, None, data)  # no calibration (RTN): allowed
     check_heldout_calibration(False, data, data)  # compression bound: allowed
+
+
+def test_token_array_reads_as_a_stream() -> None:
+    """certify's own array stream gives the same draw as the spy stream above."""
+    tokens = np.arange(5000, dtype=np.int64) % 97
+    stream = TokenArray(tokens)
+    assert stream.n_tokens == 5000 and np.shares_memory(stream.read(10, 20), tokens)
+    a = draw_calibration_windows(stream, seed=3, source="d", total_tokens=1024)
+    b = draw_calibration_windows(ArrayStream(tokens), seed=3, source="d", total_tokens=1024)
+    assert a.sha256 == b.sha256 and np.array_equal(a.tokens, b.tokens)

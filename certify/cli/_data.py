@@ -28,8 +28,6 @@ from certify.cli._app import (
     default_shard_cache,
     env,
     err_console,
-    parse_float_list,
-    parse_int_list,
     print_json,
     sampling_workers,
     start_distributed,
@@ -38,7 +36,7 @@ from certify.cli._app import (
 from certify.data import load_tokenizer, tokenize_source
 from certify.errors import InvalidInputError
 from certify.pipeline import measure_risk
-from certify.records import DataSource, EvaluationSettings, to_dict
+from certify.records import DataSource, to_dict
 from certify.risk import resolve_device, risk_to_dict, validate_risk
 
 # --- tokenize
@@ -294,14 +292,14 @@ def evaluate_command(
             f"only 'auto' is supported, got {device_map!r}", field="--device-map"
         )
     rank, _world, placed = start_distributed(resolve_device(device))
-    settings = EvaluationSettings(
+    settings = options.evaluation_settings(
         chunk_tokens=chunk_tokens,
         context_tokens=context_tokens,
         samples=samples,
         exhaustive=exhaustive,
+        alphas=alphas,
+        top_k=top_k,
         seed=seed,
-        alphas=parse_float_list(alphas, "--alphas"),
-        top_k=parse_int_list(top_k, "--top-k"),
         device=placed,
         dtype=dtype,
         batch_size=None if batch_size == "auto" else int(batch_size),

@@ -9,8 +9,9 @@ from typing import Any
 
 import typer
 
+from certify.cli._app import parse_float_list, parse_int_list
 from certify.errors import InvalidInputError
-from certify.records import DEFAULT_CALIBRATION_TOKENS, QUANTIZER_METHODS
+from certify.records import DEFAULT_CALIBRATION_TOKENS, QUANTIZER_METHODS, EvaluationSettings
 
 #: what --quantizer accepts, and the method each names
 QUANTIZER_NAMES = {"rtn": QUANTIZER_METHODS[0], "gptq": QUANTIZER_METHODS[1]}
@@ -151,3 +152,27 @@ def parse_quantizers(text: str | None, auto: bool) -> tuple[str, tuple[str, ...]
         )
     method = QUANTIZER_NAMES[name]
     return method, ((method,) if auto else ())
+
+
+def evaluation_settings(
+    *,
+    chunk_tokens: int,
+    context_tokens: int,
+    samples: int,
+    exhaustive: bool,
+    alphas: str,
+    top_k: str,
+    **placement: Any,
+) -> EvaluationSettings:
+    """The evaluation record from the options ``run``, ``plan`` and ``evaluate`` share
+    (``--alphas`` and ``--top-k`` parsed here); ``placement`` holds what only some
+    commands take (seed, device, dtype, batch_size)."""
+    return EvaluationSettings(
+        chunk_tokens=chunk_tokens,
+        context_tokens=context_tokens,
+        samples=samples,
+        exhaustive=exhaustive,
+        alphas=parse_float_list(alphas, "--alphas"),
+        top_k=parse_int_list(top_k, "--top-k"),
+        **placement,
+    )

@@ -24,7 +24,6 @@ from certify.cli._app import (
     env,
     err_console,
     parse_float_list,
-    parse_int_list,
     print_json,
     sampling_workers,
 )
@@ -33,7 +32,6 @@ from certify.errors import CertifyError, HopelessPlanError
 from certify.records import (
     DEFAULT_AUTO_GRID,
     QUANTIZER_METHODS,
-    EvaluationSettings,
     Plan,
     QuantizationSettings,
     RunSettings,
@@ -397,13 +395,13 @@ def plan_command(
     )
     check_settings(quantization)
     quantization = dataclasses.replace(quantization, method=method)
-    evaluation = EvaluationSettings(
+    evaluation = options.evaluation_settings(
         chunk_tokens=chunk_tokens,
         context_tokens=context_tokens,
         samples=samples,
         exhaustive=exhaustive,
-        alphas=parse_float_list(alphas, "--alphas"),
-        top_k=parse_int_list(top_k, "--top-k"),
+        alphas=alphas,
+        top_k=top_k,
     )
     settings = RunSettings(
         model=model,

@@ -26,8 +26,6 @@ from certify.cli._app import (
     default_shard_cache,
     env,
     err_console,
-    parse_float_list,
-    parse_int_list,
     print_json,
     sampling_workers,
     start_distributed,
@@ -38,7 +36,6 @@ from certify.errors import UsageError
 from certify.quantize import GPTQ_METHOD, RTN_METHOD
 from certify.records import (
     DEFAULT_AUTO_GRID,
-    EvaluationSettings,
     QuantizationSettings,
     RunResult,
     RunSettings,
@@ -288,14 +285,14 @@ def run_command(
     quantization = dataclasses.replace(quantization, method=method)
     if calibration is not None and GPTQ_METHOD not in (method, *auto_methods):
         raise UsageError("--calibration is only used by --quantizer gptq", field="--calibration")
-    evaluation = EvaluationSettings(
+    evaluation = options.evaluation_settings(
         chunk_tokens=chunk_tokens,
         context_tokens=context_tokens,
         samples=samples,
         exhaustive=exhaustive,
+        alphas=alphas,
+        top_k=top_k,
         seed=seed,
-        alphas=parse_float_list(alphas, "--alphas"),
-        top_k=parse_int_list(top_k, "--top-k"),
         device=device,
         dtype=dtype,
     )

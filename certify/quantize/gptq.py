@@ -13,9 +13,9 @@ The result is a :class:`~certify.quantize.QuantizedTensor` of exactly RTN's form
 same groups (``group_size`` consecutive values of the row-major *stored* tensor, which
 for GPT-2's ``Conv1D`` is ``[in, out]``), the tensor's scale exponent picked from the
 original weights as RTN does, and per group a log-grid scale code and an integer zero
-point chosen by RTN's rule (:func:`certify.quantize.rtn.group_parameters`), or, with a
-scale search, the best of RTN's and a few smaller grid scales by the group's rounding
-error weighted by the Hessian diagonal
+point chosen by RTN's rule (:func:`certify.quantize.rtn.group_parameters`), or, with the
+optional scale search, the best of RTN's and a few grid scales around it by the group's
+rounding error weighted by the Hessian diagonal, plus a price per bit
 (:func:`certify.quantize.rtn.search_group_parameters`). A group's
 scale and zero point are chosen from the group's *current* (error-updated) values at the
 start of the lazy block that holds the group's first column in processing order, the
@@ -405,9 +405,8 @@ def gptq_quantize_matrix(
     by the group's rounding error weighted by the Hessian diagonal plus
     ``scale_search_price`` times the bits-neutral price of its codes' bits
     (:func:`certify.quantize.rtn.search_group_parameters`, :func:`_bits_neutral_price`).
-    Pure: the inputs
-    are not modified. Raises :class:`InvalidInputError` for bad settings or shapes and
-    :class:`GPTQNumericalError` when the Hessian cannot be used.
+    Pure: the inputs are not modified. Raises :class:`InvalidInputError` for bad
+    settings or shapes and :class:`GPTQNumericalError` when the Hessian cannot be used.
 
     >>> import numpy as np
     >>> from certify.quantize import dequantize, quantize_tensor

@@ -30,6 +30,7 @@ already there unless --fresh), so a long run can be resumed.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -598,6 +599,7 @@ def _targets(
     return entry
 
 
+@functools.cache
 def default_options() -> dict[str, Any]:
     """gptq_settings' defaults for the options a case may set (absent/0/() alike)."""
     import inspect

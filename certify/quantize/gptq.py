@@ -96,6 +96,9 @@ GPTQ_FIELDS = (
     "act_order",
     "true_sequential",
     "first_token_weight",
+    "rate_lambda",
+    "scale_search_steps",
+    "scale_search_price",
     "calibration_source",
     "calibration_sha256",
     "calibration_seed",
@@ -179,9 +182,8 @@ def check_quantization_settings(settings: QuantizationSettings) -> None:
             f"{', '.join(repr(m) for m in METHODS)}",
             field="method",
         )
-    fields = (*GPTQ_FIELDS, "rate_lambda", "scale_search_steps", "scale_search_price")
     if settings.method == RTN_METHOD:
-        extra = [name for name in fields if getattr(settings, name) is not None]
+        extra = [name for name in GPTQ_FIELDS if getattr(settings, name) is not None]
         if extra:
             raise InvalidInputError(
                 f"method 'rtn-groupwise' takes no {', '.join(extra)} (GPTQ settings)",
@@ -468,16 +470,18 @@ def gptq_quantize_matrix(
         )
     )
     grid = scale_grid(scale_exponent)
+    # RTN's codes give rate-aware rounding and a priced scale search their code lengths
+    priced_search = scale_search_steps > 0 and scale_search_price > 0
     rtn = (
         quantize_tensor(stored_numpy, bits, group_size, symmetric=symmetric)
-        if rate_lambda > 0 or scale_search_steps > 0
+        if rate_lambda > 0 or priced_search
         else None
     )
     code_bits = _rate_table(rtn) if rtn is not None else None
     rate_table = torch.from_numpy(code_bits).to(device) if rate_lambda > 0 else None
     bit_price = (
         scale_search_price * _bits_neutral_price(rtn, column_importance, transposed)
-        if rtn is not None and scale_search_steps > 0 and scale_search_price > 0
+        if priced_search and rtn is not None
         else 0.0
     )
     del rtn

@@ -329,8 +329,8 @@ def search_group_parameters(
         )
     max_code = (1 << bits) - 1
     grid = scale_grid(scale_exponent)
-    lows = np.minimum(values.min(axis=1, initial=0.0), np.float32(0))
-    highs = np.maximum(values.max(axis=1, initial=0.0), np.float32(0))
+    lows = values.min(axis=1, initial=0.0)  # every range includes 0, as RTN's does
+    highs = values.max(axis=1, initial=0.0)
     rtn_codes, rtn_zeros = group_parameters(
         lows, needed_scales(lows, highs, bits, symmetric), bits, symmetric, scale_exponent
     )
